@@ -1,0 +1,43 @@
+"""Install TextRefiner for Dassl: the `textrefiner` library and the `trainers` package."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+
+def read_version() -> str:
+    for line in (ROOT / "textrefiner" / "__init__.py").read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("textrefiner/__init__.py has no __version__")
+
+
+setup(
+    name="textrefiner-dassl",
+    version=read_version(),
+    description=(
+        "TextRefiner (AAAI 2025) as Dassl trainer plug-ins for CoOp, MaPLe and PromptKD, "
+        "with a built-in engine for machines without Dassl"
+    ),
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["textrefiner", "textrefiner.*", "trainers", "trainers.*"]),
+    install_requires=[
+        # torch is deliberately not pinned: each platform gets its own build.
+        "torch>=2.0",
+        "torchvision",
+        "yacs",
+        "clip-anytorch>=2.6.0",
+        "ftfy",
+        "regex",
+        "tqdm",
+        "numpy",
+        "pillow",
+        "tabulate",
+        "gdown",
+    ],
+    extras_require={"test": ["pytest"]},
+)

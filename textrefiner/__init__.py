@@ -1,0 +1,9 @@
+"""TextRefiner for Dassl: the installable library.
+
+Layers (imports point downwards only): ``framework`` (real Dassl or the built-in
+engine), ``modeling`` (pure nn.Modules of the method), ``hosts`` (CoOp, MaPLe,
+PromptKD prompt learners and encoders over CLIP's modules), ``clip_backbone``,
+``data`` and ``results``. Trainers live in the top-level ``trainers`` package.
+"""
+
+__version__ = "0.1.0"

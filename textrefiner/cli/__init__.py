@@ -1,0 +1,1 @@
+"""Command-line entry points (``python -m textrefiner.cli.train``; ``train.py`` wraps it)."""

@@ -1,0 +1,136 @@
+"""Load OpenAI CLIP (from the ``clip-anytorch`` wheel) by name, from a file, or randomly initialised.
+
+``MODEL.BACKBONE.NAME`` accepts:
+
+* an OpenAI model name (``ViT-B/16``, ``ViT-L/14``, ...): read from ``MODEL.BACKBONE.PATH``
+  if set, else from CLIP's cache folder ``~/.cache/clip`` (downloaded there by
+  ``clip.load`` when the machine is online);
+* a path to a CLIP checkpoint file (JIT archive or state_dict);
+* ``random:<arch>``: random initialisation of a known architecture (``tiny`` for
+  tests and the demo, ``ViT-B/16``, ``ViT-B/32``, ``ViT-L/14`` for benchmarks).
+  The weights come from a fixed seed, independent of the run's seed, so a model
+  trained with one run and evaluated by another sees the same "pretrained" CLIP.
+
+The model comes back in fp32 on the CPU; precision and device are the caller's policy.
+"""
+import os
+import re
+import sys
+import types
+import warnings
+from typing import Dict
+
+import torch
+
+RANDOM_PREFIX = "random:"
+RANDOM_INIT_SEED = 0
+
+# Keyword arguments of clip.model.CLIP. Head counts follow clip.model.build_model
+# (width // 64) so a saved random model reloads into the same architecture.
+RANDOM_ARCHS: Dict[str, dict] = {
+    "tiny": dict(
+        embed_dim=64, image_resolution=224, vision_layers=2, vision_width=128, vision_patch_size=32,
+        context_length=77, vocab_size=49408, transformer_width=128, transformer_heads=2, transformer_layers=2,
+    ),
+    "ViT-B/32": dict(
+        embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
+        context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12,
+    ),
+    "ViT-B/16": dict(
+        embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
+        context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12,
+    ),
+    "ViT-L/14": dict(
+        embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024, vision_patch_size=14,
+        context_length=77, vocab_size=49408, transformer_width=768, transformer_heads=12, transformer_layers=12,
+    ),
+}
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """CLIP weights are neither at the configured path nor in CLIP's cache folder."""
+
+
+def _pkg_resources_shim() -> types.ModuleType:
+    """OpenAI's clip.py does ``from pkg_resources import packaging`` only to compare
+    torch versions; setuptools >= 81 no longer ships pkg_resources."""
+    shim = types.ModuleType("pkg_resources")
+    try:
+        import packaging.version
+
+        shim.packaging = packaging
+    except ImportError:
+        def parse(v: str):
+            return tuple(int(x) for x in re.findall(r"\d+", v.split("+")[0])[:3])
+
+        shim.packaging = types.SimpleNamespace(version=types.SimpleNamespace(parse=parse))
+    return shim
+
+
+def import_clip():
+    """``import clip`` (clip-anytorch), tolerating a setuptools without pkg_resources."""
+    if "clip" in sys.modules:
+        return sys.modules["clip"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+        try:
+            import pkg_resources  # noqa: F401
+        except ImportError:
+            sys.modules["pkg_resources"] = _pkg_resources_shim()
+        import clip
+    return clip
+
+
+def default_cache_dir() -> str:
+    return os.path.expanduser("~/.cache/clip")
+
+
+def _weights_file_for(name: str, path: str) -> str:
+    clip = import_clip()
+    if path:
+        if not os.path.isfile(path):
+            raise WeightsNotFoundError(f"MODEL.BACKBONE.PATH {path} does not exist: put the {name} CLIP weights there")
+        return path
+    url = clip.clip._MODELS[name]
+    target = os.path.join(default_cache_dir(), os.path.basename(url))
+    if os.path.isfile(target):
+        return target
+    try:
+        return clip.clip._download(url, default_cache_dir())
+    except Exception as e:  # offline machines fail here at once (URLError)
+        raise WeightsNotFoundError(
+            f"CLIP weights for {name} not found at {target} and could not be downloaded ({type(e).__name__}); "
+            f"download {url} to {target} or set MODEL.BACKBONE.PATH /path/to/{os.path.basename(url)}"
+        ) from e
+
+
+def build_random_clip(arch: str) -> torch.nn.Module:
+    clip = import_clip()
+    if arch not in RANDOM_ARCHS:
+        raise ValueError(f"Unknown random CLIP architecture {arch!r}; choose one of {sorted(RANDOM_ARCHS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return clip.model.CLIP(**RANDOM_ARCHS[arch]).float().eval()
+
+
+def load_clip(name: str, path: str = "") -> torch.nn.Module:
+    """A CLIP model in fp32 on the CPU, in eval mode (see the module docstring for ``name``)."""
+    clip = import_clip()
+    if name.startswith(RANDOM_PREFIX):
+        return build_random_clip(name[len(RANDOM_PREFIX):])
+    if name in clip.available_models():
+        model_file = _weights_file_for(name, path)
+    elif os.path.isfile(name):
+        model_file = name
+    else:
+        raise ValueError(
+            f"MODEL.BACKBONE.NAME {name!r} is neither an OpenAI CLIP name {clip.available_models()}, "
+            f"a weights file, nor '{RANDOM_PREFIX}<arch>' with arch in {sorted(RANDOM_ARCHS)}"
+        )
+    with warnings.catch_warnings():
+        # clip.load first tries torch.jit.load (OpenAI's files are TorchScript archives)
+        warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+        model, _ = clip.load(model_file, device="cpu", jit=False)
+    if not hasattr(model.visual, "proj") or model.visual.proj is None:
+        raise ValueError(f"{name}: TextRefiner needs a ViT image encoder (local tokens); ResNet CLIPs are not supported")
+    return model.float().eval()

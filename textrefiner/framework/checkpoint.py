@@ -1,0 +1,152 @@
+"""Checkpoint files in Dassl's format, written atomically.
+
+A checkpoint is ``{"state_dict", "epoch", "optimizer", "scheduler", "val_result"}``
+saved as ``<dir>/<model name>/model.pth.tar-<epoch>`` (or ``model-best.pth.tar``),
+with a ``checkpoint`` text file naming the latest one, exactly as Dassl writes them,
+so Dassl's own ``resume_from_checkpoint`` reads ours and vice versa. Files are first
+written to a temporary name in the same folder and then renamed, so a crash never
+leaves a truncated checkpoint behind.
+"""
+import os
+import os.path as osp
+import pickle
+import tempfile
+import warnings
+from collections import OrderedDict
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "save_checkpoint", "save_registered_models", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
+]
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _atomic_write(write_fn, fpath: str) -> None:
+    directory = osp.dirname(fpath) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=osp.basename(fpath) + ".partial-", dir=directory)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
+        os.replace(tmp, fpath)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_text(text: str):
+    def write(path: str) -> None:
+        with open(path, "w") as f:
+            f.write(text)
+
+    return write
+
+
+def save_checkpoint(
+    state: Dict[str, Any],
+    save_dir: str,
+    is_best: bool = False,
+    remove_module_from_keys: bool = True,
+    model_name: str = "",
+) -> str:
+    """Save ``state`` under ``save_dir`` (Dassl's signature); returns the file path."""
+    if remove_module_from_keys:
+        state["state_dict"] = OrderedDict(
+            (k[7:] if k.startswith("module.") else k, v) for k, v in state["state_dict"].items()
+        )
+    fpath = osp.join(save_dir, model_name or f"model.pth.tar-{state['epoch']}")
+    _atomic_write(lambda p: torch.save(state, p), fpath)
+    print(f"Checkpoint saved to {fpath}")
+    _atomic_write(_write_text(osp.basename(fpath) + "\n"), osp.join(save_dir, "checkpoint"))
+    if is_best:
+        best = osp.join(save_dir, "model-best.pth.tar")
+        _atomic_write(lambda p: torch.save(state, p), best)
+        print(f'Best checkpoint saved to "{best}"')
+    return fpath
+
+
+def save_registered_models(
+    trainer, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = ""
+) -> None:
+    """Dassl's ``TrainerBase.save_model``: one checkpoint per registered model, under ``<directory>/<name>``."""
+    for name in trainer.get_model_names():
+        optim, sched = trainer._optims[name], trainer._scheds[name]
+        save_checkpoint(
+            {
+                "state_dict": trainer._models[name].state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+            },
+            osp.join(directory, name),
+            is_best=is_best,
+            model_name=model_name,
+        )
+
+
+def load_checkpoint(fpath: str) -> Dict[str, Any]:
+    """Load a checkpoint on the CPU.
+
+    Tensors-only files load with ``weights_only=True``; files that pickle scheduler
+    objects (Dassl's warm-up schedulers do) need the full unpickler, which torch >= 2.6
+    refuses by default. They are the user's own training outputs, so we fall back.
+    """
+    if not fpath or not osp.exists(fpath):
+        raise FileNotFoundError(f'Checkpoint not found at "{fpath}"')
+    try:
+        return torch.load(fpath, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return torch.load(fpath, map_location="cpu", weights_only=False)
+
+
+def resume_from_checkpoint(
+    fdir: str,
+    model: nn.Module,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scheduler=None,
+) -> int:
+    """Load the latest checkpoint of ``fdir`` into model/optimizer/scheduler; returns its epoch."""
+    with open(osp.join(fdir, "checkpoint")) as f:
+        fpath = osp.join(fdir, f.readline().strip())
+    print(f'Loading checkpoint from "{fpath}"')
+    checkpoint = load_checkpoint(fpath)
+    model.load_state_dict(checkpoint["state_dict"])
+    print("Loaded model weights")
+    if optimizer is not None and checkpoint.get("optimizer") is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        print("Loaded optimizer")
+    if scheduler is not None and checkpoint.get("scheduler") is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        print("Loaded scheduler")
+    print(f"Previous epoch: {checkpoint['epoch']}")
+    return checkpoint["epoch"]
+
+
+def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
+    """Copy matching tensors (same name and shape) from a file into ``model``."""
+    checkpoint = load_checkpoint(weight_path)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    model_dict = model.state_dict()
+    matched, discarded = [], []
+    for k, v in state_dict.items():
+        k = k[7:] if k.startswith("module.") else k
+        if k in model_dict and model_dict[k].size() == v.size():
+            model_dict[k] = v
+            matched.append(k)
+        else:
+            discarded.append(k)
+    model.load_state_dict(model_dict)
+    if not matched:
+        warnings.warn(f"Cannot load {weight_path} (check the key names manually)")
+    else:
+        print(f"Successfully loaded pretrained weights from {weight_path}")
+        if discarded:
+            print(f"Layers discarded due to unmatched keys or size: {discarded}")

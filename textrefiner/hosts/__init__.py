@@ -1,0 +1,1 @@
+"""Host methods (CoOp, MaPLe, PromptKD): prompt learners and encoders over CLIP's own modules."""

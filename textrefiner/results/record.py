@@ -1,0 +1,104 @@
+"""``result.json``: the machine-readable record of one evaluation, written next to ``log.txt``."""
+import hashlib
+import json
+import os
+import os.path as osp
+import subprocess
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..framework.builtin.evaluator import macro_f1_score
+
+RESULT_FILE = "result.json"
+# Keys that differ between the runs of one experiment (seeds, folders) and so stay out of the config hash.
+_RUN_SPECIFIC_KEYS = ("OUTPUT_DIR", "RESUME", "SEED")
+
+
+def config_hash(cfg) -> str:
+    """Short digest of the config, ignoring output folders, seed and data root."""
+    clone = cfg.clone()
+    clone.defrost()
+    for key in _RUN_SPECIFIC_KEYS:
+        clone[key] = ""
+    clone.DATASET.ROOT = ""
+    return hashlib.sha1(clone.dump().encode()).hexdigest()[:12]
+
+
+def git_commit() -> Optional[str]:
+    """Commit of the checkout this package runs from, or None outside a git checkout."""
+    here = osp.dirname(osp.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def per_class_accuracy(y_true: Sequence[int], y_pred: Sequence[int], lab2cname: Dict[int, str]) -> Dict[str, float]:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    out = {}
+    for label in np.unique(y_true):
+        mask = y_true == label
+        out[lab2cname.get(int(label), str(label))] = float(100.0 * np.mean(y_pred[mask] == label))
+    return out
+
+
+def build_record(
+    cfg,
+    eval_split: str,
+    y_true: List[int],
+    y_pred: List[int],
+    lab2cname: Dict[int, str],
+    framework: str,
+    wall_time_s: float,
+    model_dir: str = "",
+    load_epoch: Optional[int] = None,
+) -> dict:
+    """Everything worth knowing about one evaluation; metrics recomputed from the predictions."""
+    y_true_arr, y_pred_arr = np.asarray(y_true), np.asarray(y_pred)
+    accuracy = float(100.0 * np.mean(y_true_arr == y_pred_arr))
+    return {
+        "trainer": cfg.TRAINER.NAME,
+        "dataset": cfg.DATASET.NAME,
+        "split": cfg.DATASET.SUBSAMPLE_CLASSES,
+        "eval_split": eval_split,
+        "shots": cfg.DATASET.NUM_SHOTS,
+        "seed": cfg.SEED,
+        "backbone": cfg.MODEL.BACKBONE.NAME,
+        "accuracy": accuracy,
+        "error": 100.0 - accuracy,
+        "macro_f1": 100.0 * macro_f1_score(y_true_arr, y_pred_arr),
+        "num_images": len(y_true),
+        "num_classes": len(lab2cname),
+        "per_class_accuracy": per_class_accuracy(y_true, y_pred, lab2cname),
+        "model_dir": model_dir,
+        "load_epoch": load_epoch,
+        "config_hash": config_hash(cfg),
+        "git_commit": git_commit(),
+        "framework": framework,
+        "torch_version": torch.__version__,
+        "wall_time_s": round(wall_time_s, 3),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def write_result(output_dir: str, record: dict) -> str:
+    """Write ``record`` atomically to ``<output_dir>/result.json``; returns the path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = osp.join(output_dir, RESULT_FILE)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, path)
+    print(f"Result written to {path}")
+    return path
+
+
+def read_result(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)

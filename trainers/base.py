@@ -1,0 +1,171 @@
+"""``PromptTrainer``: what every trainer of this project shares, on Dassl or the built-in engine.
+
+* CLIP loading (``MODEL.BACKBONE.NAME``/``PATH``) and one precision policy (``PREC``);
+* freezing: only the modules passed to ``register_trainable`` get gradients, an
+  optimizer and a scheduler, and only they (parameters and buffers) are saved;
+* evaluation computes the classifier's text features once per evaluation, under
+  ``torch.inference_mode``, and the final evaluation writes ``result.json``;
+* checkpoints are written atomically in Dassl's format; loading ignores the
+  fixed prompt-token buffers older CoOp-family checkpoints carry.
+"""
+import os
+import os.path as osp
+import time
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from textrefiner.clip_backbone import load_clip
+from textrefiner.framework import (
+    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint, load_pretrained_weights,
+)
+from textrefiner.framework.checkpoint import save_registered_models
+from textrefiner.precision import PRECISIONS, Precision
+from textrefiner.results import build_record, write_result
+
+# Buffers CoOp-family releases saved although they are derived from class names.
+_FIXED_PROMPT_KEYS = ("token_prefix", "token_suffix", "tokenized_prompts")
+
+
+class PromptTrainer(TrainerX):
+    """Base class of the CoOp-family trainers; subclasses implement ``build_model``/``forward_backward``."""
+
+    #: the host's config node under TRAINER (its PREC key sets the precision)
+    host_key = "COOP"
+
+    def __init__(self, cfg):
+        self._started = time.time()
+        self._eval_text_features: Optional[torch.Tensor] = None
+        self.loaded_from = ("", None)
+        super().__init__(cfg)
+
+    @property
+    def host_cfg(self):
+        return self.cfg.TRAINER[self.host_key]
+
+    def check_cfg(self, cfg) -> None:
+        prec = cfg.TRAINER[self.host_key].PREC
+        if prec not in PRECISIONS:
+            raise ValueError(f"TRAINER.{self.host_key}.PREC must be one of {PRECISIONS}, got {prec!r}")
+
+    # ------------------------------------------------------------------ building
+    def load_clip(self) -> nn.Module:
+        """CLIP cast to the precision policy (``self.precision``), still on the CPU."""
+        name = self.cfg.MODEL.BACKBONE.NAME
+        print(f"Loading CLIP (backbone: {name})")
+        self.precision = Precision(self.host_cfg.PREC, self.device)
+        return self.precision.cast(load_clip(name, self.cfg.MODEL.BACKBONE.PATH))
+
+    def freeze_except(self, trainable: Dict[str, nn.Module]) -> None:
+        """Turn off gradients in ``self.model`` except in the given modules."""
+        print("Turning off gradients in both the image and the text encoder")
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        for module in trainable.values():
+            for p in module.parameters():
+                p.requires_grad_(True)
+        names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
+        count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        print(f"Parameters to be updated: {names}")
+        print(f"# trainable parameters: {count:,}")
+
+    def register_trainable(self, trainable: Dict[str, nn.Module]) -> None:
+        """Freeze all else, move the model to the device, and register each trainable
+        module with its own optimizer and scheduler from ``cfg.OPTIM`` (identical to one
+        optimizer over all of them: every setting is per parameter)."""
+        self.freeze_except(trainable)
+        if self.cfg.MODEL.INIT_WEIGHTS:
+            for module in trainable.values():
+                load_pretrained_weights(module, self.cfg.MODEL.INIT_WEIGHTS)
+        self.model.to(self.device)
+        self.precision.warn_about_traps(self.cfg.OPTIM.NAME)
+        for name, module in trainable.items():
+            optim = build_optimizer(module, self.cfg.OPTIM)
+            sched = build_lr_scheduler(optim, self.cfg.OPTIM)
+            self.register_model(name, module, optim, sched)
+        if torch.cuda.device_count() > 1:
+            print(
+                f"{torch.cuda.device_count()} GPUs visible; training runs on {self.device} only "
+                "(select one with CUDA_VISIBLE_DEVICES, run several seeds in parallel with the sweep runner)"
+            )
+
+    # ------------------------------------------------------------------ training
+    def parse_batch_train(self, batch):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        names = self.get_model_names(names)
+        self.model_zero_grad(names)
+        self.detect_anomaly(loss)
+        self.precision.backward(loss)
+        self.precision.step([self._optims[n] for n in names if self._optims[n] is not None])
+
+    def step_lr_at_epoch_end(self) -> None:
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+
+    # ---------------------------------------------------------------- evaluation
+    def classifier_text_features(self) -> torch.Tensor:
+        """The (C, d) text features used at evaluation; hosts with a different classifier override."""
+        return self.model.text_features()
+
+    def test(self, split: Optional[str] = None) -> float:
+        """Dassl's test loop with text features computed once; the final test writes result.json."""
+        self.set_model_mode("eval")
+        with torch.inference_mode():
+            with self.precision.autocast():
+                self._eval_text_features = self.classifier_text_features()
+            try:
+                result = super().test(split)
+            finally:
+                self._eval_text_features = None
+        if split is None:
+            self.write_result_record()
+        return result
+
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with self.precision.autocast():
+            return self.model(image, text_features=self._eval_text_features)
+
+    def write_result_record(self) -> str:
+        record = build_record(
+            self.cfg,
+            eval_split=self.cfg.TEST.SPLIT if self.val_loader is not None else "test",
+            y_true=self.evaluator._y_true,
+            y_pred=self.evaluator._y_pred,
+            lab2cname=self.lab2cname,
+            framework=FRAMEWORK,
+            wall_time_s=time.time() - self._started,
+            model_dir=self.loaded_from[0],
+            load_epoch=self.loaded_from[1],
+        )
+        return write_result(self.cfg.OUTPUT_DIR, record)
+
+    # --------------------------------------------------------------- checkpoints
+    def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = ""):
+        save_registered_models(self, epoch, directory, is_best, val_result, model_name)
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) for every registered model."""
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        for name in self.get_model_names():
+            path = osp.join(directory, name, model_file)
+            if not osp.exists(path):
+                folder = osp.join(directory, name)
+                found = sorted(f for f in os.listdir(folder) if f.startswith("model")) if osp.isdir(folder) else []
+                raise FileNotFoundError(
+                    f'Model not found at "{path}". Found in {folder}: {found or "nothing"}. '
+                    "Pass the training output folder as --model-dir and an epoch that was saved as --load-epoch "
+                    "(or none for model-best.pth.tar)."
+                )
+            checkpoint = load_checkpoint(path)
+            state_dict = {
+                k: v for k, v in checkpoint["state_dict"].items() if k.rsplit(".", 1)[-1] not in _FIXED_PROMPT_KEYS
+            }
+            print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+            self._models[name].load_state_dict(state_dict)
+        self.loaded_from = (directory, epoch)

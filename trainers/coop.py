@@ -1,0 +1,42 @@
+"""``CoOp``: Context Optimization (Zhou et al., IJCV 2022), https://arxiv.org/abs/2109.01134."""
+import torch.nn.functional as F
+
+from textrefiner.framework import TRAINER_REGISTRY, compute_accuracy
+from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
+
+from .base import PromptTrainer
+
+
+def build_coop_model(cfg, classnames, clip_model) -> CoOpCLIP:
+    c = cfg.TRAINER.COOP
+    prompt_learner = PromptLearner(
+        classnames,
+        clip_model,
+        n_ctx=c.N_CTX,
+        ctx_init=c.CTX_INIT,
+        csc=c.CSC,
+        class_token_position=c.CLASS_TOKEN_POSITION,
+    )
+    return CoOpCLIP(prompt_learner, clip_model)
+
+
+@TRAINER_REGISTRY.register()
+class CoOp(PromptTrainer):
+    """Learnable prompt context with frozen CLIP; cross-entropy on scaled cosine logits."""
+
+    host_key = "COOP"
+
+    def build_model(self) -> None:
+        clip_model = self.load_clip()
+        print("Building custom CLIP")
+        self.model = build_coop_model(self.cfg, self.dm.dataset.classnames, clip_model)
+        self.register_trainable({"prompt_learner": self.model.prompt_learner})
+
+    def forward_backward(self, batch) -> dict:
+        image, label = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            output = self.model(image)
+            loss = F.cross_entropy(output, label)
+        self.model_backward_and_update(loss)
+        self.step_lr_at_epoch_end()
+        return {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
