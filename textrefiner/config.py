@@ -11,6 +11,10 @@ def add_data_config(cfg: CN) -> None:
     # Base-to-novel protocol: "all" classes, the first half ("base") or the rest ("new");
     # labels are sorted, base = first ceil(C/2), each half relabelled from 0
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"
+    # Few-shot sampling when a class has fewer images than DATASET.NUM_SHOTS: False stops
+    # with an error naming the classes; True draws that class's shots with replacement
+    # (repeated images), as Dassl's generate_fewshot_dataset(repeat=True)
+    cfg.DATASET.FEWSHOT_WITH_REPLACEMENT = False
 
 
 def add_backbone_config(cfg: CN) -> None:
@@ -27,11 +31,31 @@ def add_coop_config(cfg: CN) -> None:
     cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # where the class name goes: end, middle or front
 
 
+def add_textrefiner_config(cfg: CN) -> None:
+    """``TRAINER.TEXTREFINER.*``: defaults are the authors' release (REFERENCE.md section 2)."""
+    cfg.TRAINER.TEXTREFINER = CN()
+    cfg.TRAINER.TEXTREFINER.ENABLED = True  # False: the trainer is exactly its host (CoOp, MaPLe, ...)
+    cfg.TRAINER.TEXTREFINER.CACHE_SIZE = 25  # M, number of local-cache entries (Eqs. 2-6)
+    cfg.TRAINER.TEXTREFINER.MOMENTUM = 0.8  # gamma in Eq. 4 ("momentum alpha" in the paper's details)
+    cfg.TRAINER.TEXTREFINER.ALPHA = 0.2  # alpha in Eq. 7, weight of the aggregated detail ("fusion factor beta")
+    cfg.TRAINER.TEXTREFINER.LAMBDA_SEM = 0.02  # lambda_1 in Eq. 12, weight of the semantic loss (1/50)
+    cfg.TRAINER.TEXTREFINER.LAMBDA_REG = 20.0  # lambda_2 in Eq. 12, weight of the regularisation loss
+    cfg.TRAINER.TEXTREFINER.TOPK = 5  # k in Eq. 10, patch tokens with the highest CLS attention
+    # Cache update: "release" (authors' code: token-softmax weights, sum, re-normalised entries)
+    # or "paper" (Eq. 4 as printed: entry-softmax weights D_ij on raw tokens, no re-normalisation)
+    cfg.TRAINER.TEXTREFINER.UPDATE_RULE = "release"
+    # Semantic set S in Eq. 10: "release" (CLS + top-k + mean, k + 2 tokens) or "paper" (top-k + mean)
+    cfg.TRAINER.TEXTREFINER.SEMANTIC_SET = "release"
+    # L2-normalise the refined features E_hat before the logits (the paper's cosine); the release does not
+    cfg.TRAINER.TEXTREFINER.NORMALIZE_REFINED = False
+
+
 def extend_cfg(cfg: CN) -> CN:
     """Add all project keys to a Dassl default config (in place); returns ``cfg``."""
     add_data_config(cfg)
     add_backbone_config(cfg)
     add_coop_config(cfg)
+    add_textrefiner_config(cfg)
     return cfg
 
 

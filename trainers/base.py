@@ -29,7 +29,7 @@ _FIXED_PROMPT_KEYS = ("token_prefix", "token_suffix", "tokenized_prompts")
 
 
 class PromptTrainer(TrainerX):
-    """Base class of the CoOp-family trainers; subclasses implement ``build_model``/``forward_backward``."""
+    """Base class of the CoOp-family trainers; subclasses implement ``build_host``/``forward_backward``."""
 
     #: the host's config node under TRAINER (its PREC key sets the precision)
     host_key = "COOP"
@@ -57,28 +57,41 @@ class PromptTrainer(TrainerX):
         self.precision = Precision(self.host_cfg.PREC, self.device)
         return self.precision.cast(load_clip(name, self.cfg.MODEL.BACKBONE.PATH))
 
-    def freeze_except(self, trainable: Dict[str, nn.Module]) -> None:
-        """Turn off gradients in ``self.model`` except in the given modules."""
+    def build_model(self) -> None:
+        """Template: load CLIP, build the host (``build_host``) and any plug-ins
+        (``build_plugins``), then freeze everything but their trainable modules."""
+        clip_model = self.load_clip()
+        print("Building custom CLIP")
+        trainable = self.build_host(clip_model)
+        trainable.update(self.build_plugins(clip_model))
+        self.register_trainable(trainable)
+
+    def build_host(self, clip_model: nn.Module) -> Dict[str, nn.Module]:
+        """Set ``self.model`` (the host on frozen CLIP); return its trainable modules by name."""
+        raise NotImplementedError
+
+    def build_plugins(self, clip_model: nn.Module) -> Dict[str, nn.Module]:
+        """Extra trainable modules beside the host (TextRefiner adds its head here)."""
+        return {}
+
+    def register_trainable(self, trainable: Dict[str, nn.Module]) -> None:
+        """Freeze ``self.model`` except the trainable modules, move everything to the device,
+        and register each trainable module with its own optimizer and scheduler from
+        ``cfg.OPTIM`` (the same as one optimizer over all of them: every setting is per
+        parameter). Registered modules are what checkpoints hold."""
         print("Turning off gradients in both the image and the text encoder")
         for p in self.model.parameters():
             p.requires_grad_(False)
         for module in trainable.values():
-            for p in module.parameters():
-                p.requires_grad_(True)
-        names = sorted(n for n, p in self.model.named_parameters() if p.requires_grad)
-        count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            module.requires_grad_(True)
+            module.to(self.device)
+        self.model.to(self.device)
+        names = [f"{m}.{n}" for m, module in trainable.items() for n, _ in module.named_parameters()]
         print(f"Parameters to be updated: {names}")
-        print(f"# trainable parameters: {count:,}")
-
-    def register_trainable(self, trainable: Dict[str, nn.Module]) -> None:
-        """Freeze all else, move the model to the device, and register each trainable
-        module with its own optimizer and scheduler from ``cfg.OPTIM`` (identical to one
-        optimizer over all of them: every setting is per parameter)."""
-        self.freeze_except(trainable)
+        print(f"# trainable parameters: {sum(p.numel() for m in trainable.values() for p in m.parameters()):,}")
         if self.cfg.MODEL.INIT_WEIGHTS:
             for module in trainable.values():
                 load_pretrained_weights(module, self.cfg.MODEL.INIT_WEIGHTS)
-        self.model.to(self.device)
         self.precision.warn_about_traps(self.cfg.OPTIM.NAME)
         for name, module in trainable.items():
             optim = build_optimizer(module, self.cfg.OPTIM)

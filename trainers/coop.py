@@ -26,11 +26,9 @@ class CoOp(PromptTrainer):
 
     host_key = "COOP"
 
-    def build_model(self) -> None:
-        clip_model = self.load_clip()
-        print("Building custom CLIP")
+    def build_host(self, clip_model) -> dict:
         self.model = build_coop_model(self.cfg, self.dm.dataset.classnames, clip_model)
-        self.register_trainable({"prompt_learner": self.model.prompt_learner})
+        return {"prompt_learner": self.model.prompt_learner}
 
     def forward_backward(self, batch) -> dict:
         image, label = self.parse_batch_train(batch)
