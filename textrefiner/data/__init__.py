@@ -1,3 +1,11 @@
-"""Dataset readers (registered in the framework's DATASET_REGISTRY on import) and split helpers."""
+"""Dataset readers (registered in the framework's DATASET_REGISTRY on import) and split helpers.
+
+``COOP_DATASETS`` lists the 15 CoOp-layout readers; the doctor and ``download_splits``
+walk it.
+"""
 from . import synthetic  # noqa: F401
-from .base import FewShotCache, SplitDataset, read_split, subsample_classes  # noqa: F401
+from .base import SplitDataset  # noqa: F401
+from .catalog import COOP_DATASETS, coop_dataset  # noqa: F401  (importing it registers the readers)
+from .errors import DatasetError  # noqa: F401
+from .fewshot import FewShotCache  # noqa: F401
+from .records import read_split_file, subsample_classes  # noqa: F401

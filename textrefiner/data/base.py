@@ -1,161 +1,235 @@
-"""What every CoOp-layout dataset shares: split files, few-shot sampling, base/new classes.
+"""What every CoOp-layout dataset shares: its place under ``--root``, reading, checks, few-shot, base/new.
 
-A split file (CoOp's ``split_zhou_<Name>.json``) holds ``train``/``val``/``test`` lists
-of ``[relative image path, label, class name]``; paths are relative to the
-dataset's image folder.
+A reader is a ``SplitDataset`` subclass that describes its layout in class attributes
+(folder, image folder, split file, the published class and image counts, the files
+``download_splits`` fetches) and overrides ``read_records`` when it has no CoOp split
+file. The class methods need only ``--root``, so the doctor runs exactly the checks a
+training run does, without a config. ``__init__`` runs them, draws the few-shot
+subset (``DATASET.NUM_SHOTS``), keeps all/base/new classes
+(``DATASET.SUBSAMPLE_CLASSES``) and builds the Datum lists.
 
-Few-shot splits are cached per (shots, seed) as JSON under
-``<dataset folder>/split_fewshot/`` with paths relative to the image folder, so
-moving ``--root`` never invalidates a cache. Each cache records how it was drawn
-(shots, seed, repeat, a digest of the full split it was drawn from); a cache
-whose record does not match the current setting is reported and redrawn, never
-silently reused.
+Nothing under ``--root`` is written except the few-shot cache folder.
 """
-import hashlib
-import json
-import math
 import os
 import os.path as osp
-from typing import List, Optional, Sequence, Tuple
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..framework import DatasetBase, Datum, read_json
+from ..framework import DatasetBase
+from .errors import DatasetError, download_command
+from .fewshot import FEWSHOT_DIR, FewShotCache
+from .records import Record, Splits, first_per_class, find_missing, read_split_file, subsample_classes, to_items
+from .records import unreadable_images
 
-FEWSHOT_DIR = "split_fewshot"
-FEWSHOT_CACHE_VERSION = 1
-SUBSAMPLE_CHOICES = ("all", "base", "new")
-
-
-def items_to_records(items: Sequence[Datum], image_dir: str) -> List[list]:
-    """Datum list -> ``[relative path, label, class name]`` records."""
-    return [[osp.relpath(item.impath, image_dir), item.label, item.classname] for item in items]
+LAYOUT_HELP = "README, section 'Datasets'"
 
 
-def records_to_items(records: Sequence[Sequence], image_dir: str) -> List[Datum]:
-    return [Datum(impath=osp.join(image_dir, path), label=int(label), classname=name) for path, label, name in records]
-
-
-def read_split(filepath: str, image_dir: str) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-    """Read a CoOp split JSON into (train, val, test) Datum lists."""
-    print(f"Reading split from {filepath}")
-    split = read_json(filepath)
-    return tuple(records_to_items(split[key], image_dir) for key in ("train", "val", "test"))
-
-
-def subsample_classes(*splits: Sequence[Datum], subsample: str = "all"):
-    """Keep all classes, the base half or the new half (CoOp's rule).
-
-    Labels of the first split are sorted; base = first ``ceil(n/2)``, new = the
-    rest; kept labels are renumbered from 0 in every split, class names unchanged.
-    """
-    if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {SUBSAMPLE_CHOICES}, got {subsample!r}")
-    if subsample == "all":
-        return splits
-    labels = sorted({item.label for item in splits[0]})
-    m = math.ceil(len(labels) / 2)
-    selected = labels[:m] if subsample == "base" else labels[m:]
-    relabel = {y: i for i, y in enumerate(selected)}
-    print(f"SUBSAMPLE {subsample.upper()} CLASSES!")
-    return tuple(
-        [
-            Datum(impath=item.impath, label=relabel[item.label], domain=item.domain, classname=item.classname)
-            for item in split
-            if item.label in relabel
-        ]
-        for split in splits
-    )
-
-
-def _digest(records: Sequence[Sequence]) -> str:
-    return hashlib.sha1(json.dumps(records, sort_keys=True).encode()).hexdigest()
-
-
-class FewShotCache:
-    """Few-shot train/val subsets of one dataset, cached as portable JSON."""
-
-    def __init__(self, dataset_dir: str, image_dir: str):
-        self.directory = osp.join(dataset_dir, FEWSHOT_DIR)
-        self.image_dir = image_dir
-
-    def path(self, num_shots: int, seed: int) -> str:
-        return osp.join(self.directory, f"shot_{num_shots}-seed_{seed}.json")
-
-    def load_or_create(self, dataset: DatasetBase, train, val, num_shots: int, seed: int, repeat: bool = False):
-        """Return (train, val) with ``num_shots`` per class (val: ``min(num_shots, 4)``, as CoOp)."""
-        setting = {
-            "version": FEWSHOT_CACHE_VERSION,
-            "num_shots": num_shots,
-            "seed": seed,
-            "repeat": repeat,
-            "source_train": _digest(items_to_records(train, self.image_dir)),
-            "source_val": _digest(items_to_records(val, self.image_dir)),
-        }
-        path = self.path(num_shots, seed)
-        cached = self._read(path)
-        if cached is not None:
-            if cached.get("setting") == setting:
-                print(f"Loading preprocessed few-shot data from {path}")
-                return (records_to_items(cached["train"], self.image_dir), records_to_items(cached["val"], self.image_dir))
-            print(f"Few-shot cache {path} was drawn with a different setting or split; drawing it again")
-        train = dataset.generate_fewshot_dataset(train, num_shots=num_shots, repeat=repeat)
-        val = dataset.generate_fewshot_dataset(val, num_shots=min(num_shots, 4), repeat=repeat)
-        self._write(path, {
-            "setting": setting,
-            "train": items_to_records(train, self.image_dir),
-            "val": items_to_records(val, self.image_dir),
-        })
-        print(f"Saving preprocessed few-shot data to {path}")
-        return train, val
-
-    @staticmethod
-    def _read(path: str) -> Optional[dict]:
-        if not osp.exists(path):
-            return None
-        try:
-            return read_json(path)
-        except (OSError, ValueError):
-            print(f"Few-shot cache {path} is unreadable; drawing it again")
-            return None
-
-    def _write(self, path: str, content: dict) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(content, f)
-        os.replace(tmp, path)
+def normalise_name(name: str) -> str:
+    """``Food-101``, ``food_101`` and ``food101`` all become ``food101``."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 class SplitDataset(DatasetBase):
-    """A dataset under ``<root>/<dataset_dir>`` described by a CoOp split file.
+    """A dataset under ``<root>/<dataset_dir>`` whose images are listed in a CoOp split file."""
 
-    Subclasses set ``dataset_dir``, ``image_dir`` (relative to ``dataset_dir``) and
-    ``split_file``, and may override ``read_data()``; few-shot sampling
-    (``DATASET.NUM_SHOTS``) and class subsampling (``DATASET.SUBSAMPLE_CLASSES``)
-    are applied here for all of them.
-    """
-
-    dataset_dir = ""
-    image_dir = "images"
-    split_file = ""
+    dataset_dir = ""  # folder under --root
+    image_dir = "images"  # relative to dataset_dir; record paths are relative to it
+    split_file = ""  # CoOp split JSON in dataset_dir
+    has_val = True  # False: validate on the test split (CoOp's convention for ImageNet)
+    test_only = False  # only a test split (ImageNet variants); NUM_SHOTS does not apply
+    expected_classes = 0  # in the published dataset, checked by the doctor
+    expected_sizes: Dict[str, int] = {}  # images per split in the published dataset
+    downloads: Dict[str, str] = {}  # file in dataset_dir -> Google Drive file id
+    folder_aliases: Tuple[str, ...] = ()  # other names users give the folder (the doctor suggests a rename)
 
     def __init__(self, cfg):
+        cls = type(self)
         root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))
-        self.dataset_dir = osp.join(root, type(self).dataset_dir)
-        self.image_dir = osp.join(self.dataset_dir, type(self).image_dir)
-        self.split_path = osp.join(self.dataset_dir, type(self).split_file)
-        train, val, test = self.read_data()
-        num_shots = cfg.DATASET.NUM_SHOTS
-        if num_shots >= 1:
-            cache = FewShotCache(self.dataset_dir, self.image_dir)
-            train, val = cache.load_or_create(self, train, val, num_shots, cfg.SEED)
-        train, val, test = subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
-        super().__init__(train_x=train, val=val, test=test)
+        self.dataset_dir = cls.folder(root)
+        self.image_dir = cls.image_folder(root)
+        train, val, test = self._subsets(cfg, root, cls.load_records(root))
+        cls.require_readable(root, train, val, test)
+        test_items = to_items(test, self.image_dir)
+        train_items = test_items if train is None else to_items(train, self.image_dir)
+        if cls.test_only:
+            val_items = None
+        else:
+            val_items = test_items if val is None else to_items(val, self.image_dir)
+        super().__init__(train_x=train_items, val=val_items, test=test_items)
 
-    def read_data(self) -> Tuple[List[Datum], List[Datum], List[Datum]]:
-        if not osp.exists(self.split_path):
-            raise FileNotFoundError(
-                f"{type(self).__name__}: split file {self.split_path} not found. Put "
-                f"{type(self).split_file} in {self.dataset_dir} (check with `python -m textrefiner.data.doctor "
-                f"--root {osp.dirname(self.dataset_dir)}`)"
-            )
-        return read_split(self.split_path, self.image_dir)
+    def _subsets(self, cfg, root: str, splits: Splits):
+        """``(train, val, test)`` records after few-shot sampling and class subsampling.
+
+        ``train`` is None for test-only datasets, ``val`` None where the dataset has none.
+        """
+        cls = type(self)
+        subsample = cfg.DATASET.SUBSAMPLE_CLASSES
+        if cls.test_only:
+            (test,) = subsample_classes(splits["test"], subsample=subsample)
+            return None, None, test
+        train, val = splits["train"], splits["val"] if cls.has_val else None
+        if cfg.DATASET.NUM_SHOTS >= 1:
+            cache = FewShotCache(cls.__name__, self.dataset_dir, root)
+            # .get: a config extended by another tool's extend_cfg may not have our key
+            with_replacement = cfg.DATASET.get("FEWSHOT_WITH_REPLACEMENT", False)
+            train, val = cache.load_or_create(train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED, with_replacement)
+        return subsample_classes(train, val, splits["test"], subsample=subsample)
+
+    # ---- where things are -------------------------------------------------------
+    @classmethod
+    def folder(cls, root: str) -> str:
+        return osp.join(root, cls.dataset_dir)
+
+    @classmethod
+    def image_folder(cls, root: str) -> str:
+        return osp.normpath(osp.join(cls.folder(root), cls.image_dir))
+
+    @classmethod
+    def expected_folders(cls) -> Tuple[str, ...]:
+        return (cls.image_dir,) if cls.image_dir else ()
+
+    @classmethod
+    def expected_files(cls) -> Tuple[str, ...]:
+        return (cls.split_file,) if cls.split_file else ()
+
+    @classmethod
+    def matches(cls, name: str) -> bool:
+        """Whether ``name`` (Dassl name, folder name, config name, any case) means this dataset."""
+        names = (cls.__name__, cls.dataset_dir, *cls.folder_aliases)
+        return normalise_name(name) in {normalise_name(n) for n in names}
+
+    # ---- reading and checking, from --root alone ----------------------------------
+    @classmethod
+    def load_records(cls, root: str) -> Splits:
+        """All records by split; raises the first layout problem as a DatasetError."""
+        problems = cls.layout_problems(root)
+        if problems:
+            raise problems[0]
+        splits = cls.read_records(root)
+        missing = cls.missing_images(root, splits)
+        if missing:
+            raise cls.missing_images_error(root, missing, sum(len(s) for s in splits.values()))
+        return splits
+
+    @classmethod
+    def read_records(cls, root: str) -> Splits:
+        path = osp.join(cls.folder(root), cls.split_file)
+        try:
+            return read_split_file(path)
+        except ValueError as e:
+            raise cls.error(root, f"malformed split file ({e})", path, cls.file_fix(root, cls.split_file, again=True))
+
+    @classmethod
+    def missing_images(cls, root: str, splits: Splits) -> List[str]:
+        """Listed images with no file (readers that list folders override this with ``[]``)."""
+        return find_missing(cls.image_folder(root), [path for split in splits.values() for path, _, _ in split])
+
+    @classmethod
+    def validate_download(cls, filename: str, path: str) -> None:
+        """Raise ValueError unless ``path`` is a good copy of the downloadable ``filename``."""
+        read_split_file(path)
+
+    @classmethod
+    def layout_problems(cls, root: str) -> List[DatasetError]:
+        dataset_dir = cls.folder(root)
+        if not osp.isdir(dataset_dir):
+            return [cls.folder_error(root)]
+        problems = []
+        for rel in cls.expected_folders():
+            path = osp.join(dataset_dir, rel)
+            if not osp.isdir(path):
+                fix = _misplaced_hint(dataset_dir, path, osp.isdir) or (
+                    f"extract the dataset so that this folder exists ({LAYOUT_HELP})"
+                )
+                problems.append(cls.error(root, "folder not found", path, fix))
+        for rel in cls.expected_files():
+            path = osp.join(dataset_dir, rel)
+            if not osp.isfile(path):
+                fix = _misplaced_hint(dataset_dir, path, osp.isfile) or cls.file_fix(root, rel)
+                problems.append(cls.error(root, "file not found", path, fix))
+        return problems
+
+    @classmethod
+    def require_readable(cls, root: str, *splits: Optional[Sequence[Record]]) -> None:
+        """Open the first image of every class in every split (a cheap guard; the doctor reads more)."""
+        image_dir = cls.image_folder(root)
+        paths = [osp.join(image_dir, path) for split in splits if split for path, _, _ in first_per_class(split)]
+        bad = unreadable_images(paths)
+        if bad:
+            raise cls.unreadable_error(root, bad)
+
+    # ---- messages -------------------------------------------------------------
+    @classmethod
+    def error(cls, root: str, problem: str, path: str, fix: str) -> DatasetError:
+        return DatasetError(cls.__name__, problem, path, fix, root)
+
+    @classmethod
+    def folder_error(cls, root: str) -> DatasetError:
+        path = cls.folder(root)
+        if osp.islink(path):
+            return cls.error(root, "broken symbolic link", path, f"point it at the dataset (it points to {os.readlink(path)})")
+        renamed = cls.renamed_folder(root)
+        if renamed and osp.basename(renamed) == cls.image_dir:  # e.g. imagenet-a/ extracted straight into --root
+            return cls.error(root, "dataset folder not found", path, f"create it and move {renamed} into it")
+        if renamed:
+            return cls.error(root, "dataset folder not found", path, f"rename {renamed} to {path}")
+        return cls.error(root, "dataset folder not found", path, f"create it and put the dataset there ({LAYOUT_HELP})")
+
+    @classmethod
+    def renamed_folder(cls, root: str) -> Optional[str]:
+        """A folder in ``root`` that is this dataset under another name (``Caltech101``, ``food101``, ...)."""
+        if not osp.isdir(root):
+            return None
+        for entry in sorted(os.listdir(root)):
+            path = osp.join(root, entry)
+            if entry != cls.dataset_dir and osp.isdir(path) and cls.matches(entry):
+                return path
+        return None
+
+    @classmethod
+    def file_fix(cls, root: str, filename: str, again: bool = False) -> str:
+        if filename in cls.downloads:
+            force = " --force" if again else ""
+            return f"download it with `{download_command(root, cls.__name__)}{force}`"
+        return f"it comes with the dataset's archive: extract it again ({LAYOUT_HELP})"
+
+    @classmethod
+    def missing_images_error(cls, root: str, missing: List[str], total: int) -> DatasetError:
+        return cls.error(
+            root,
+            f"{len(missing)} of {total} listed images are missing, the first is",
+            osp.join(cls.image_folder(root), missing[0]),
+            "extract the dataset's full image archive into the image folder "
+            f"({LAYOUT_HELP}); if the images are there under other names, the list file is not CoOp's",
+        )
+
+    @classmethod
+    def unreadable_error(cls, root: str, bad: List[Tuple[str, str]]) -> DatasetError:
+        path, reason = bad[0]
+        more = f"; {len(bad) - 1} more unreadable" if len(bad) > 1 else ""
+        return cls.error(
+            root, f"unreadable image ({reason}{more})", path,
+            "replace it with the file from the dataset's archive (extract the archive again)",
+        )
+
+
+def _misplaced_hint(dataset_dir: str, expected: str, kind) -> Optional[str]:
+    """'move X to Y' when what ``expected`` names sits nearby: next to the dataset folder or
+    up to two levels inside it (an archive extracted one folder too deep)."""
+    name = osp.basename(expected)
+    parents = [osp.dirname(dataset_dir), dataset_dir]
+    for sub in _subfolders(dataset_dir):
+        parents += [sub, *_subfolders(sub)]
+    for parent in parents:
+        candidate = osp.join(parent, name)
+        if candidate != expected and kind(candidate):
+            return f"move {candidate} to {expected}"
+    return None
+
+
+def _subfolders(path: str) -> List[str]:
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [e.path for e in entries if e.is_dir() and e.name != FEWSHOT_DIR]

@@ -91,8 +91,10 @@ class Synthetic(SplitDataset):
     image_dir = "images"
     split_file = "split_synthetic.json"
 
-    def read_data(self):
-        if not osp.exists(self.split_path):
-            print(f"Generating the Synthetic dataset in {self.dataset_dir}")
-            generate(self.dataset_dir)
-        return super().read_data()
+    @classmethod
+    def load_records(cls, root):
+        dataset_dir = cls.folder(root)
+        if not osp.exists(osp.join(dataset_dir, cls.split_file)):
+            print(f"Generating the Synthetic dataset in {dataset_dir}")
+            generate(dataset_dir)
+        return super().load_records(root)

@@ -97,7 +97,9 @@ def set_random_seed(seed: int) -> None:
 def read_image(path: str) -> Image.Image:
     """Read an image as RGB; a missing or corrupt file raises an error naming the path."""
     if not osp.exists(path):
-        raise FileNotFoundError(f"Image not found: {path} (check the dataset layout with `python -m textrefiner.data.doctor`)")
+        raise FileNotFoundError(
+            f"Image not found: {path} (check the dataset layout with `python -m textrefiner.data.doctor --root DATA`)"
+        )
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
