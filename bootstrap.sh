@@ -2,6 +2,7 @@
 # Set up (or reuse) a local virtual environment in .venv, then run the demo or the tests.
 #   bash bootstrap.sh demo [demo args]    # base-to-novel demo, tiny random CLIP, synthetic data
 #   bash bootstrap.sh test [pytest args]  # the test suite (CPU)
+#   bash bootstrap.sh sweep [sweep args]  # 2-seed base-to-novel sweep, CoOp vs CoOp_TextRefiner, synthetic data
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${VENV:-.venv}
@@ -26,5 +27,6 @@ fi
 case "${1:-}" in
   demo) shift; exec python -m textrefiner.demo "$@" ;;
   test) shift; exec python -m pytest -q tests "$@" ;;
-  *) echo "usage: bash bootstrap.sh demo|test [extra arguments]" >&2; exit 2 ;;
+  sweep) shift; exec python -m textrefiner.sweep --config configs/sweeps/base2new_synthetic.yaml "$@" ;;
+  *) echo "usage: bash bootstrap.sh demo|test|sweep [extra arguments]" >&2; exit 2 ;;
 esac

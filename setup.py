@@ -39,5 +39,11 @@ setup(
         "tabulate",
         "gdown",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # python -m textrefiner.sweep --executor slurm | submitit-local
+        "sweep": ["submitit"],
+        # parse_test_res.py --save table.png
+        "plot": ["matplotlib"],
+        "test": ["pytest", "submitit"],
+    },
 )

@@ -8,9 +8,6 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
-
-from ..framework.builtin.evaluator import macro_f1_score
 
 RESULT_FILE = "result.json"
 # Keys that differ between the runs of one experiment (seeds, folders) and so stay out of the config hash.
@@ -60,6 +57,12 @@ def build_record(
     load_epoch: Optional[int] = None,
 ) -> dict:
     """Everything worth knowing about one evaluation; metrics recomputed from the predictions."""
+    # imported here, not at module scope: reading results (parse_test_res.py, the launchers,
+    # the sweep) must not pay for importing torch
+    import torch
+
+    from ..framework.builtin.evaluator import macro_f1_score
+
     y_true_arr, y_pred_arr = np.asarray(y_true), np.asarray(y_pred)
     accuracy = float(100.0 * np.mean(y_true_arr == y_pred_arr))
     return {
@@ -78,6 +81,10 @@ def build_record(
         "per_class_accuracy": per_class_accuracy(y_true, y_pred, lab2cname),
         "model_dir": model_dir,
         "load_epoch": load_epoch,
+        # what an evaluation of this run's model must load: model-best.pth.tar for
+        # "best_val", else model.pth.tar-<max_epoch> (read by the protocol launchers)
+        "final_model": cfg.TEST.FINAL_MODEL,
+        "max_epoch": cfg.OPTIM.MAX_EPOCH,
         "config_hash": config_hash(cfg),
         "git_commit": git_commit(),
         "framework": framework,

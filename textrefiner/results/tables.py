@@ -1,57 +1,258 @@
-"""Aggregate result.json records into base-to-novel tables (the paper's Table 1 layout)."""
+"""Aggregate finished runs into the paper's tables: base-to-novel (Table 1), cross-dataset and
+domain generalisation (Table 2), few-shot (shots x datasets).
+
+Every value is a mean over seeds with its spread (std with ddof 0, as CoOp's
+``parse_test_res.py``, or the 95% confidence interval). The base-to-novel HM is computed
+from the seed-averaged Base and Novel, and the Average row averages Base and Novel over
+datasets and takes the HM of those averages, as the paper does. Missing seeds and
+datasets are never filled in silently: each one is listed in ``Summary.notes``.
+"""
 from collections import defaultdict
-from typing import Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .benchmarks import BASE2NEW_DATASETS, TARGET_GROUPS, XD_SOURCE, paper_order
+from .collect import Run, collect_runs
+
+AVERAGE = "Average"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A mean over seeds; ``spread`` is None for derived values (HM, averages over datasets)."""
+
+    mean: float
+    spread: Optional[float] = None
+    seeds: Tuple[int, ...] = ()
+
+
+@dataclass
+class Summary:
+    protocol: str
+    title: str
+    columns: List[str]
+    rows: List[str] = field(default_factory=list)
+    methods: List[str] = field(default_factory=list)
+    cells: Dict[Tuple[str, str, str], Stat] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    #: what Stat.spread holds: "std" (ddof 0) or "ci95"
+    spread: str = "std"
+    #: how derived values were computed, printed under the table
+    legend: str = ""
+
+    def get(self, method: str, row: str, column: str) -> Optional[Stat]:
+        return self.cells.get((method, row, column))
 
 
 def harmonic_mean(base: float, new: float) -> float:
     return 0.0 if base + new == 0 else 2 * base * new / (base + new)
 
 
-def mean_std(values: Sequence[float]):
-    """Mean and population std (ddof 0), as CoOp's parse_test_res.py reports."""
-    return float(np.mean(values)), float(np.std(values))
+def seed_stat(values: Dict[int, float], ci95: bool = False) -> Stat:
+    """Mean and std (ddof 0) over seeds; with ``ci95`` the spread is 1.96 std / sqrt(n)."""
+    array = np.array([values[s] for s in sorted(values)], dtype=float)
+    spread = float(np.std(array))
+    if ci95:
+        spread = 1.96 * spread / np.sqrt(len(array))
+    return Stat(float(np.mean(array)), spread, tuple(sorted(values)))
 
 
-def base2new_summary(records: Iterable[dict]) -> Dict[tuple, dict]:
-    """Group records by (trainer, dataset); per group the seed-averaged Base, Novel and HM.
-
-    HM is computed from the seed-averaged Base and Novel accuracies (the paper's rule),
-    not averaged over per-seed HMs. Seeds present for only one split are reported.
-    """
-    acc = defaultdict(lambda: {"base": {}, "new": {}})
-    for r in records:
-        if r["split"] in ("base", "new"):
-            acc[(r["trainer"], r["dataset"])][r["split"]][r["seed"]] = r["accuracy"]
-    out = {}
-    for key, by_split in acc.items():
-        seeds = sorted(set(by_split["base"]) & set(by_split["new"]))
-        unpaired = sorted(set(by_split["base"]) ^ set(by_split["new"]))
-        entry = {"seeds": seeds, "unpaired_seeds": unpaired}
-        if seeds:
-            entry["base"], entry["base_std"] = mean_std([by_split["base"][s] for s in seeds])
-            entry["new"], entry["new_std"] = mean_std([by_split["new"][s] for s in seeds])
-            entry["hm"] = harmonic_mean(entry["base"], entry["new"])
-        out[key] = entry
-    return out
+def method_labels(runs: Iterable[Run]) -> Dict[tuple, str]:
+    """Label methods by trainer name, adding the config name only where a trainer ran with several."""
+    methods = sorted({r.method for r in runs})
+    configs_per_trainer = defaultdict(set)
+    for trainer, cfg in methods:
+        configs_per_trainer[trainer].add(cfg)
+    return {(t, c): t if len(configs_per_trainer[t]) == 1 else f"{t} ({c})" for t, c in methods}
 
 
-def base2new_rows(summary: Dict[tuple, dict], trainers: Optional[List[str]] = None) -> List[list]:
-    """Rows ``[trainer, dataset, Base, Novel, HM, seeds]`` for tabulate."""
-    rows = []
-    for (trainer, dataset), e in sorted(summary.items()):
-        if trainers and trainer not in trainers:
-            continue
-        if not e["seeds"]:
-            rows.append([trainer, dataset, "-", "-", "-", f"missing pairs: {e['unpaired_seeds']}"])
-            continue
-        rows.append([
-            trainer,
-            dataset,
-            f"{e['base']:.2f} +- {e['base_std']:.2f}",
-            f"{e['new']:.2f} +- {e['new_std']:.2f}",
-            f"{e['hm']:.2f}",
-            ",".join(str(s) for s in e["seeds"]),
-        ])
-    return rows
+def _seeds_text(seeds: Iterable[int]) -> str:
+    seeds = sorted(seeds)
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
+
+
+class _Builder:
+    """Fills a Summary from runs: ``locate`` maps a run to its (row, column) or None to skip it."""
+
+    def __init__(self, summary: Summary, runs: Sequence[Run], locate: Callable, metric: str,
+                 seeds: Optional[Sequence[int]], ci95: bool):
+        self.summary = summary
+        labels = method_labels(runs)
+        self.values = defaultdict(dict)  # (method, row, column) -> {seed: value}
+        for run in runs:
+            where = locate(run)
+            if where is None or (seeds and run.key.seed not in seeds):
+                continue
+            if metric not in run.record:
+                raise ValueError(f"{run.path}/result.json has no {metric!r}; metrics there: {sorted(run.record)}")
+            self.values[(labels[run.method], *where)][run.key.seed] = run.record[metric]
+        self.expected_seeds = sorted(seeds or {s for v in self.values.values() for s in v})
+        self.ci95 = ci95
+        summary.spread = "ci95" if ci95 else "std"
+        summary.methods = sorted({m for m, _, _ in self.values})
+
+    def fill(self, rows: List[str], columns: List[str], paired: bool) -> None:
+        """Cells for ``rows`` x ``columns``; ``paired``: a row's columns use only the seeds all of them have."""
+        summary = self.summary
+        summary.rows += rows
+        for method in summary.methods:
+            absent = [row for row in rows if not any((method, row, c) in self.values for c in columns)]
+            if absent:
+                summary.notes.append(f"{method}: no results for {', '.join(absent)}")
+            for row in rows:
+                if row not in absent:
+                    self._fill_row(method, row, columns, paired)
+
+    def _fill_row(self, method: str, row: str, columns: List[str], paired: bool) -> None:
+        by_column = {c: self.values.get((method, row, c), {}) for c in columns}
+        common = set.intersection(*(set(v) for v in by_column.values()))
+        for column, values in by_column.items():
+            missing = [s for s in self.expected_seeds if s not in values]
+            if missing:
+                self.summary.notes.append(f"{method}, {row}, {column}: {_seeds_text(missing)} missing")
+            used = {s: v for s, v in values.items() if not paired or s in common}
+            left_out = sorted(set(values) - set(used))
+            if left_out:
+                self.summary.notes.append(
+                    f"{method}, {row}, {column}: {_seeds_text(left_out)} left out (not run for every column)"
+                )
+            if used:
+                self.summary.cells[(method, row, column)] = seed_stat(used, self.ci95)
+
+    def average(self, name: str, rows: Sequence[str], columns: Sequence[str]) -> None:
+        """Row ``name``: per method and column, the mean over ``rows`` of the seed means."""
+        summary = self.summary
+        # the paper puts the Average first; group averages follow their targets
+        if name == AVERAGE:
+            summary.rows.insert(0, name)
+        else:
+            summary.rows.append(name)
+        for method in summary.methods:
+            for column in columns:
+                means = [summary.cells[(method, r, column)].mean for r in rows if (method, r, column) in summary.cells]
+                if means:
+                    summary.cells[(method, name, column)] = Stat(float(np.mean(means)))
+            self._coverage_note(method, name, rows, columns)
+
+    def _coverage_note(self, method: str, name: str, rows: Sequence[str], columns: Sequence[str]) -> None:
+        """Say which datasets an average lacks: once if every column lacks the same ones."""
+        absent = {c: [r for r in rows if (method, r, c) not in self.summary.cells] for c in columns}
+        same_everywhere = len({tuple(a) for a in absent.values()}) == 1
+        for column, missing in absent.items():
+            if missing:
+                where = name if same_everywhere else f"{name}, {column}"
+                self.summary.notes.append(
+                    f"{method}, {where}: over {len(rows) - len(missing)} of {len(rows)} datasets "
+                    f"(missing: {', '.join(missing)})"
+                )
+                if same_everywhere:
+                    return
+
+
+def _benchmark_note(summary: Summary, datasets: Sequence[str]) -> None:
+    missing = [d for d in BASE2NEW_DATASETS if d not in datasets]
+    if missing and set(datasets) <= set(BASE2NEW_DATASETS):
+        summary.notes.append(
+            f"{AVERAGE} covers {len(datasets)} of the paper's {len(BASE2NEW_DATASETS)} datasets "
+            f"(not run: {', '.join(missing)})"
+        )
+
+
+def _datasets(runs: Sequence[Run], datasets: Optional[Sequence[str]]) -> List[str]:
+    return paper_order(datasets or {r.key.dataset for r in runs})
+
+
+def _single_shots(runs: Sequence[Run], shots: Optional[Sequence[int]], what: str) -> List[Run]:
+    runs = [r for r in runs if not shots or r.key.shots in shots]
+    found = sorted({r.key.shots for r in runs})
+    if len(found) > 1:
+        raise ValueError(f"{what} runs with several shot counts {found}: choose one (--shots K)")
+    return runs
+
+
+def base2new_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, seeds=None,
+                     shots: Optional[Sequence[int]] = None, ci95: bool = False) -> Summary:
+    """Table 1: per dataset Base, Novel (mean +- spread over seeds) and HM, plus the Average row."""
+    runs = _single_shots([r for r in runs if r.key.kind in ("base2new_train", "base2new_test")], shots, "Base-to-novel")
+    summary = Summary("base2new", "Base-to-novel generalisation", ["Base", "Novel", "HM"], legend=(
+        "HM = 2BN/(B+N) of the seed-averaged Base and Novel; "
+        f"{AVERAGE}: Base and Novel averaged over datasets, HM of those averages."
+    ))
+    split = {"base2new_train": "Base", "base2new_test": "Novel"}
+    builder = _Builder(summary, runs, lambda r: (r.key.dataset, split[r.key.kind]), metric, seeds, ci95)
+    rows = _datasets(runs, datasets)
+    builder.fill(rows, ["Base", "Novel"], paired=True)
+    builder.average(AVERAGE, rows, ["Base", "Novel"])
+    for method in summary.methods:
+        for row in summary.rows:
+            base, new = summary.get(method, row, "Base"), summary.get(method, row, "Novel")
+            if base and new:
+                summary.cells[(method, row, "HM")] = Stat(harmonic_mean(base.mean, new.mean))
+    _benchmark_note(summary, rows)
+    return summary
+
+
+def xd_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, seeds=None,
+               shots: Optional[Sequence[int]] = None, ci95: bool = False) -> Summary:
+    """Table 2: the source (ImageNet) and every target, plus an average per target group."""
+    runs = _single_shots([r for r in runs if r.key.kind in ("xd_train", "xd_test")], shots, "Cross-dataset")
+    column = metric.replace("_", " ").capitalize()
+    summary = Summary("xd", "Cross-dataset and domain generalisation", [column], legend=(
+        f"Trained on {XD_SOURCE} (all classes); {AVERAGE} rows average the targets of a group."
+    ))
+    builder = _Builder(summary, runs, lambda r: (r.key.dataset, column), metric, seeds, ci95)
+    targets = [d for d in _datasets([r for r in runs if r.key.kind == "xd_test"], datasets) if d != XD_SOURCE]
+    builder.fill([XD_SOURCE] + targets, [column], paired=False)
+    for group, members in TARGET_GROUPS.items():
+        present = [t for t in targets if t in members]
+        if present:
+            builder.average(f"{AVERAGE} ({group})", present, [column])
+    return summary
+
+
+def few_shot_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, seeds=None,
+                     shots: Optional[Sequence[int]] = None, ci95: bool = False) -> Summary:
+    """Few-shot: per dataset one column per shot count, plus the Average row over datasets."""
+    runs = [r for r in runs if r.key.kind == "few_shot" and (not shots or r.key.shots in shots)]
+    counts = sorted(shots or {r.key.shots for r in runs})
+    columns = [shots_column(k) for k in counts]
+    summary = Summary("few_shot", "Few-shot learning", columns, legend=f"{AVERAGE}: mean over datasets.")
+    label = dict(zip(counts, columns))
+    builder = _Builder(summary, runs, lambda r: (r.key.dataset, label[r.key.shots]), metric, seeds, ci95)
+    rows = _datasets(runs, datasets)
+    builder.fill(rows, columns, paired=False)
+    builder.average(AVERAGE, rows, columns)
+    _benchmark_note(summary, rows)
+    return summary
+
+
+def shots_column(shots: int) -> str:
+    return f"{shots} shot{'s' if shots > 1 else ''}"
+
+
+def column_shots(column: str) -> int:
+    """Inverse of ``shots_column``."""
+    return int(column.split()[0])
+
+
+#: protocol name -> summary function, for the command lines
+SUMMARIES = {"base2new": base2new_summary, "xd": xd_summary, "few_shot": few_shot_summary}
+
+
+def protocol_summary(output_root: str, protocol: str, trainers: Optional[Sequence[str]] = None,
+                     cfg: Optional[str] = None, **options) -> Summary:
+    """The ``protocol`` table of every finished run under ``output_root`` (optionally only the
+    given trainers and trainer config); ``options`` go to the protocol's summary function."""
+    runs = [
+        r for r in collect_runs(output_root)
+        if r.key.kind.startswith(protocol) and (not trainers or r.key.trainer in trainers)
+        and (not cfg or r.key.cfg == cfg)
+    ]
+    if not runs:
+        raise FileNotFoundError(
+            f"No finished {protocol} runs (folders with result.json laid out as in "
+            f"textrefiner/results/layout.py) under {output_root}; pass the output root the launchers wrote into"
+        )
+    return SUMMARIES[protocol](runs, **options)

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Few-shot: train on SHOTS images per class of all classes of DATASET, test on all classes.
+#   bash scripts/coop/few_shot.sh DATASET SHOTS SEED [KEY VALUE ...]
+# Environment: TRAINER (CoOp_TextRefiner | CoOp), CFG, DATA, OUTPUT (see README).
+exec bash "$(dirname "$0")/../protocol.sh" coop few_shot "$@"

@@ -1,0 +1,90 @@
+"""The sweep runner: the grid, settings precedence, and a sweep that fails midway and is
+finished by a rerun (through submitit's local executor) without redoing finished jobs."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from launch_helpers import LAUNCH_OPTS
+from textrefiner.results.layout import RunKey, run_dir
+from textrefiner.sweep.cli import main, parse, settings_from
+
+CFG = "vit_b16_ep10_ctxv1"
+
+
+def test_dry_run_lists_the_grid(tmp_path, capsys):
+    main(["--protocol", "base2new", "--datasets", "synthetic", "caltech101", "--seeds", "1", "2",
+          "--trainers", "CoOp", "CoOp_TextRefiner", "--output", str(tmp_path), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "= 8 jobs" in out
+    jobs = [line for line in out.splitlines() if line.startswith("[")]
+    # paper order of datasets, then seeds, then trainers in the given order
+    assert [j.split(":")[0] for j in jobs[:3]] == [
+        "[1/8] base2new caltech101 16-shot CoOp seed 1",
+        "[2/8] base2new caltech101 16-shot CoOp_TextRefiner seed 1",
+        "[3/8] base2new caltech101 16-shot CoOp seed 2",
+    ]
+    for trainer in ("CoOp", "CoOp_TextRefiner"):
+        for kind in ("base2new_train", "base2new_test"):
+            assert run_dir(str(tmp_path), RunKey(kind, "synthetic", 16, trainer, CFG, 2)) in out
+    assert not any(tmp_path.iterdir()), "a dry run writes nothing"
+
+    main(["--protocol", "xd", "--datasets", "imagenetv2", "imagenet_r", "--seeds", "1", "2", "--trainers", "CoOp",
+          "--output", str(tmp_path), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "= 2 jobs" in out and out.count("xd_train") == 2 and out.count("xd_test") == 4
+    assert os.path.join(str(tmp_path), "evaluation", "CoOp", f"{CFG}_16shots", "imagenet_r", "seed2") in out
+
+
+def test_flags_override_the_yaml_file(tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text("protocol: few_shot\nseeds: [1, 2, 3]\ntrainers: [CoOp]\nopts: {OPTIM.MAX_EPOCH: 2}\n")
+    settings = settings_from(*parse(["--config", str(config), "--seeds", "4", "--", "TRAIN.PRINT_FREQ", "7"]))
+    assert (settings.protocol, settings.seeds, settings.shots) == ("few_shot", [4], [1, 2, 4, 8, 16])
+    assert settings.opts == ["TRAIN.PRINT_FREQ", "7"]
+    assert settings_from(*parse(["--config", str(config)])).opts == ["OPTIM.MAX_EPOCH", "2"]
+    config.write_text("seed: [1]\n")
+    with pytest.raises(ValueError, match="unknown sweep keys"):
+        settings_from(*parse(["--config", str(config)]))
+
+
+def run_sweep(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "textrefiner.sweep", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_a_failed_sweep_is_finished_by_a_rerun_without_redoing_done_jobs(data_root, tmp_path):
+    out = tmp_path / "output"
+    args = ["--protocol", "few_shot", "--datasets", "synthetic", "--shots", "2", "--seeds", "1", "2",
+            "--trainers", "CoOp", "--data", data_root, "--output", str(out), "--", *LAUNCH_OPTS]
+    seed_dir = {s: run_dir(str(out), RunKey("few_shot", "synthetic", 2, "CoOp", CFG, s)) for s in (1, 2)}
+    os.makedirs(os.path.dirname(seed_dir[2]))
+    with open(seed_dir[2], "w") as f:  # a file where seed 2's output folder must go: its train.py fails
+        f.write("in the way")
+
+    first = run_sweep(args, tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    report_path = out / "sweep_logs" / "sweep_report.json"
+    jobs = {j["name"].rsplit("-", 1)[1]: j for j in json.loads(report_path.read_text())["jobs"]}
+    assert (jobs["seed1"]["status"], jobs["seed2"]["status"]) == ("ok", "failed")
+    assert "FAILED" in first.stdout and jobs["seed2"]["log"] in first.stdout
+    assert "Traceback" in open(jobs["seed2"]["log"]).read()
+    done = os.path.join(seed_dir[1], "result.json")
+    mtime = os.stat(done).st_mtime_ns
+
+    os.remove(seed_dir[2])
+    # submitit is an optional extra ('.[test]' has it); without it the rerun still proves the resume
+    executor = "submitit-local" if importlib.util.find_spec("submitit") else "local"
+    second = run_sweep(["--executor", executor, *args], tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    jobs = {j["name"].rsplit("-", 1)[1]: j for j in json.loads(report_path.read_text())["jobs"]}
+    assert (jobs["seed1"]["status"], jobs["seed2"]["status"]) == ("skipped", "ok")
+    assert jobs["seed2"]["steps_run"] == ["few_shot"]
+    assert os.stat(done).st_mtime_ns == mtime
+    assert os.path.isfile(os.path.join(seed_dir[2], "result.json"))
+    assert "Few-shot learning" in second.stdout and "2 shots" in second.stdout

@@ -1,0 +1,118 @@
+"""CoOp's ``parse_test_res.py``, plus the paper's tables from an output tree.
+
+Per-seed logs (CoOp's command line and output, unchanged):
+
+    python parse_test_res.py output/base2new/train_base/caltech101/shots_16/CoOp/vit_b16_ep10_ctxv1
+    python parse_test_res.py output/base2new/test_new/caltech101/shots_16/CoOp/vit_b16_ep10_ctxv1 --test-log
+    python parse_test_res.py DIR --ci95 | --multi-exp | --keyword macro_f1
+
+DIR holds one folder per seed, each with a Dassl ``log.txt``; the value after
+``Finish training`` (``=> result`` with ``--test-log``) counts; with reruns the newest
+log holding a result counts (see textrefiner/results/logs.py). Prints every file's value
+then ``* accuracy: MEAN% +- STD%`` (std with ddof 0; ``--ci95``: 1.96 std / sqrt(n)).
+
+Tables from the ``result.json`` files of an output root (the folder the launchers and the
+sweep write into):
+
+    python parse_test_res.py output --table base2new [--compare CoOp CoOp_TextRefiner]
+    python parse_test_res.py output --table xd | few_shot [--format markdown|csv] [--save t.md t.csv t.png]
+"""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+from textrefiner.results.logs import END_OF_TRAINING, START_OF_RESULT, seed_results
+from textrefiner.results.render import FORMATS, render, save
+from textrefiner.results.tables import SUMMARIES, protocol_summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("directory", type=str, help="path to directory (with --table: the output root)")
+    p.add_argument("--ci95", action="store_true", help=r"compute 95%% confidence interval")
+    p.add_argument("--test-log", action="store_true", help="parse test-only logs")
+    p.add_argument("--multi-exp", action="store_true", help="parse multiple experiments")
+    p.add_argument("--keyword", default="accuracy", type=str, help="which keyword to extract")
+    tables = p.add_argument_group("tables from result.json files")
+    tables.add_argument("--table", choices=sorted(SUMMARIES), help="print this protocol's table")
+    tables.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two trainers side by side, with B - A")
+    tables.add_argument("--trainers", nargs="+", help="only these trainers")
+    tables.add_argument("--cfg", help="only this trainer config name")
+    tables.add_argument("--datasets", nargs="+", help="rows to show (default: every dataset found)")
+    tables.add_argument("--seeds", nargs="+", type=int, help="seeds expected (default: every seed found)")
+    tables.add_argument("--shots", nargs="+", type=int, help="only these shot counts")
+    tables.add_argument("--format", choices=FORMATS, default="terminal", help="how to print the table")
+    tables.add_argument("--save", nargs="+", default=[], metavar="FILE",
+                        help="also write .md, .csv, .txt or .png files")
+    return p
+
+
+def summarize_directory(directory: str, keyword: str, end_signal: str, ci95: bool) -> Optional[float]:
+    """CoOp's per-directory report; returns the mean (None if nothing was found)."""
+    print(f"Parsing files in {directory}")
+    found, missing = seed_results(directory, keyword, end_signal)
+    for result in found:
+        for path in result.incomplete:
+            print(f"Skipping {path}: no result after '{end_signal}' (a newer, unfinished run)")
+        print(f"file: {result.path}. {keyword}: {result.value:.2f}%. ")
+    for run_dir in missing:
+        print(f"Missing: no log in {run_dir} has a result after '{end_signal}'")
+    if not found:
+        print(f"Nothing found in {directory}")
+        return None
+    values = np.array([r.value for r in found])
+    spread = np.std(values)
+    if ci95:
+        spread = 1.96 * spread / np.sqrt(len(values))
+    print("===")
+    print(f"Summary of directory: {directory}")
+    print(f"* {keyword}: {np.mean(values):.2f}% +- {spread:.2f}%")
+    print("===")
+    return float(np.mean(values))
+
+
+def parse_logs(args) -> int:
+    end_signal = START_OF_RESULT if args.test_log else END_OF_TRAINING
+    if not args.multi_exp:
+        return 0 if summarize_directory(args.directory, args.keyword, end_signal, args.ci95) is not None else 1
+    means = []
+    for name in sorted(os.listdir(args.directory)):
+        experiment = os.path.join(args.directory, name)
+        if not name.startswith(".") and os.path.isdir(experiment):
+            mean = summarize_directory(experiment, args.keyword, end_signal, args.ci95)
+            means += [] if mean is None else [mean]
+    if not means:
+        return 1
+    print("Average performance")
+    print(f"* {args.keyword}: {np.mean(means):.2f}%")
+    return 0
+
+
+def print_table(args) -> int:
+    summary = protocol_summary(
+        args.directory, args.table, trainers=args.trainers, cfg=args.cfg, metric=args.keyword,
+        datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
+    )
+    print(render(summary, args.format, args.compare), end="")
+    if args.format == "csv":  # keep the CSV on stdout clean; the gaps still get said
+        for note in summary.notes:
+            print(f"missing or incomplete: {note}", file=sys.stderr)
+    for path in args.save:
+        print(f"Table written to {save(summary, path, args.compare)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        raise SystemExit(print_table(args) if args.table else parse_logs(args))
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        raise SystemExit(f"parse_test_res.py: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""A job = the steps of one protocol for one trainer, dataset, shot count and seed, in order.
+
+    base2new   base2new_train, base2new_test                (per dataset)
+    xd         xd_train, then xd_test for every target      (one job per seed: one ImageNet model)
+    few_shot   few_shot                                     (per dataset and shot count)
+"""
+import os.path as osp
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
+
+from ..results.benchmarks import (
+    BASE2NEW_DATASETS, CROSS_DATASET_TARGETS, DOMAIN_GENERALISATION_TARGETS, FEW_SHOT_SHOTS, SHOTS, XD_SOURCE,
+)
+from .steps import Setup, Step, base2new_test, base2new_train, few_shot, xd_test, xd_train
+
+
+@dataclass(frozen=True)
+class Job:
+    protocol: str
+    setup: Setup
+    dataset: str
+    shots: int
+    seed: int
+    steps: Tuple[Step, ...]
+
+    @property
+    def name(self) -> str:
+        """Unique within an output tree; used for the job's log file."""
+        s = self.setup
+        return f"{self.protocol}-{self.dataset}-shots{self.shots}-{s.trainer}-{s.cfg}-seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.protocol} {self.dataset} {self.shots}-shot {self.setup.trainer} seed {self.seed}"
+
+    def status(self) -> str:
+        """``done`` (every step has result.json), ``partial`` (something was started) or ``todo``."""
+        if all(step.done for step in self.steps):
+            return "done"
+        return "partial" if any(osp.isdir(step.output_dir) for step in self.steps) else "todo"
+
+
+def base2new_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> List[Job]:
+    return [
+        Job("base2new", setup, d, k, s, (base2new_train(setup, d, s, k), base2new_test(setup, d, s, k)))
+        for d in datasets for k in shots for s in seeds
+    ]
+
+
+def xd_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> List[Job]:
+    """``datasets`` are the targets; every job trains on ImageNet first."""
+    return [
+        Job("xd", setup, XD_SOURCE, k, s, (xd_train(setup, s, k), *(xd_test(setup, d, s, k) for d in datasets)))
+        for k in shots for s in seeds
+    ]
+
+
+def few_shot_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> List[Job]:
+    return [
+        Job("few_shot", setup, d, k, s, (few_shot(setup, d, k, s),)) for d in datasets for k in shots for s in seeds
+    ]
+
+
+PROTOCOLS: Dict[str, Callable[..., List[Job]]] = {
+    "base2new": base2new_jobs, "xd": xd_jobs, "few_shot": few_shot_jobs,
+}
+#: the paper's grid per protocol, used when a sweep names no datasets or shots
+DEFAULT_DATASETS = {
+    "base2new": BASE2NEW_DATASETS,
+    "xd": CROSS_DATASET_TARGETS + DOMAIN_GENERALISATION_TARGETS,
+    "few_shot": BASE2NEW_DATASETS,
+}
+DEFAULT_SHOTS = {"base2new": (SHOTS,), "xd": (SHOTS,), "few_shot": FEW_SHOT_SHOTS}

@@ -1,0 +1,169 @@
+"""One protocol step = one ``train.py`` run into its layout folder (``results/layout.py``).
+
+The launchers in ``scripts/<host>/`` run one step; the sweep runs jobs made of steps
+(``jobs.py``); both go through ``run_step``, so they behave the same:
+
+* a step whose folder holds ``result.json`` is done and skipped;
+* a folder without it (a crash, an interruption) is run again into the same folder:
+  ``train.py`` resumes training from the checkpoints there; an evaluation simply reruns;
+* an evaluation loads the model its training produced, chosen from that training's
+  ``result.json``: ``model-best.pth.tar`` when the config kept the best validation model
+  (``TEST.FINAL_MODEL best_val``, as the shipped configs do), else the last epoch
+  (``--load-epoch``).
+"""
+import os
+import os.path as osp
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, TextIO, Tuple
+
+from ..results.benchmarks import SHOTS, XD_SOURCE
+from ..results.layout import RunKey, run_dir
+from ..results.record import RESULT_FILE, read_result
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN_PY = osp.join(REPO_ROOT, "train.py")
+#: config keys every step sets from its own arguments; an override would mislabel the output folder
+PROTOCOL_KEYS = {
+    "DATASET.NUM_SHOTS": "set the number of shots with SHOTS=K (launchers) or shots (sweep)",
+    "DATASET.SUBSAMPLE_CLASSES": "the base-to-novel steps set it (base for training, new for testing)",
+}
+
+
+class ModelNotReady(RuntimeError):
+    """An evaluation step was asked for before the training it evaluates finished."""
+
+
+def _config(*parts: str) -> str:
+    path = osp.join(REPO_ROOT, "configs", *parts)
+    if not osp.isfile(path):
+        folder = osp.dirname(path)
+        while not osp.isdir(folder):  # an unknown trainer: list the trainers instead
+            folder = osp.dirname(folder)
+        found = sorted(f[:-5] if f.endswith(".yaml") else f for f in os.listdir(folder))
+        raise FileNotFoundError(f"{path} not found; {folder} has: {', '.join(found) or 'nothing'}")
+    return path
+
+
+def dataset_config(dataset: str) -> str:
+    return _config("datasets", f"{dataset}.yaml")
+
+
+def trainer_config(trainer: str, cfg: str) -> str:
+    return _config("trainers", trainer, f"{cfg}.yaml")
+
+
+def check_opts(opts: Sequence[str]) -> None:
+    if len(opts) % 2:
+        raise ValueError(f"Config overrides come in KEY VALUE pairs; got an odd number: {' '.join(opts)}")
+    for key in opts[::2]:
+        if key in PROTOCOL_KEYS:
+            raise ValueError(f"Do not override {key}: {PROTOCOL_KEYS[key]}")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the steps of one protocol run share: trainer, config name, data and output roots."""
+
+    trainer: str
+    cfg: str
+    data: str = "data"
+    output: str = "output"
+    #: trailing ``KEY VALUE`` config overrides for train.py
+    opts: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_opts(self.opts)
+        trainer_config(self.trainer, self.cfg)  # a typo fails before anything runs
+
+
+@dataclass(frozen=True)
+class Step:
+    key: RunKey
+    output_dir: str
+    flags: Tuple[str, ...]
+    opts: Tuple[str, ...]
+    #: for an evaluation: the training step whose model it loads
+    evaluates: Optional["Step"] = None
+
+    @property
+    def done(self) -> bool:
+        return osp.isfile(osp.join(self.output_dir, RESULT_FILE))
+
+    def model_flags(self) -> List[str]:
+        if self.evaluates is None:
+            return []
+        train = self.evaluates
+        if not train.done:
+            raise ModelNotReady(
+                f"{train.output_dir} holds no {RESULT_FILE}: the training this step evaluates has not finished. "
+                f"Run the {train.key.kind} step for {train.key.dataset} seed {train.key.seed} first "
+                f"(scripts/<host>/{train.key.kind}.sh, or a sweep)."
+            )
+        record = read_result(osp.join(train.output_dir, RESULT_FILE))
+        flags = ["--eval-only", "--model-dir", train.output_dir]
+        if record["final_model"] != "best_val":
+            flags += ["--load-epoch", str(record["max_epoch"])]
+        return flags
+
+    def command(self) -> List[str]:
+        return [sys.executable, TRAIN_PY, *self.flags, *self.model_flags(), *self.opts]
+
+
+def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol_opts: Sequence,
+          evaluates: Optional[Step] = None) -> Step:
+    key = RunKey(kind, dataset, shots, setup.trainer, setup.cfg, seed)
+    output_dir = run_dir(setup.output, key)
+    flags = (
+        "--root", setup.data, "--seed", str(seed), "--trainer", setup.trainer,
+        "--dataset-config-file", dataset_config(dataset),
+        "--config-file", trainer_config(setup.trainer, setup.cfg),
+        "--output-dir", output_dir,
+    )
+    return Step(key, output_dir, flags, tuple(map(str, protocol_opts)) + tuple(setup.opts), evaluates)
+
+
+def base2new_train(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
+    """Train on the base classes; the final test scores the base classes."""
+    opts = ("DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", "base")
+    return _step(setup, "base2new_train", dataset, seed, shots, opts)
+
+
+def base2new_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
+    """Evaluate the base-trained model on the new classes."""
+    opts = ("DATASET.NUM_SHOTS", shots, "DATASET.SUBSAMPLE_CLASSES", "new")
+    return _step(setup, "base2new_test", dataset, seed, shots, opts, base2new_train(setup, dataset, seed, shots))
+
+
+def xd_train(setup: Setup, seed: int, shots: int = SHOTS) -> Step:
+    """Train on ImageNet, all classes (the source of cross-dataset and domain generalisation)."""
+    return _step(setup, "xd_train", XD_SOURCE, seed, shots, ("DATASET.NUM_SHOTS", shots))
+
+
+def xd_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
+    """Evaluate the ImageNet model on a target dataset (all its classes, full test set)."""
+    return _step(setup, "xd_test", dataset, seed, shots, (), xd_train(setup, seed, shots))
+
+
+def few_shot(setup: Setup, dataset: str, shots: int, seed: int) -> Step:
+    """Train on ``shots`` images per class of all classes; the final test scores all classes."""
+    return _step(setup, "few_shot", dataset, seed, shots, ("DATASET.NUM_SHOTS", shots))
+
+
+def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = None) -> int:
+    """Run ``step`` unless done; train.py's output goes to ``log`` (default: this terminal).
+    Returns train.py's exit status (0 for a skipped step); raises ModelNotReady."""
+    out = log or sys.stdout
+    if step.done:
+        print(f"Skip: {step.output_dir} already holds {RESULT_FILE}", file=out, flush=True)
+        return 0
+    command = step.command()
+    if osp.isdir(step.output_dir):
+        how = "resuming from its checkpoints" if step.evaluates is None else "evaluating again"
+        print(f"{step.output_dir} exists without {RESULT_FILE} (interrupted or failed): {how}", file=out)
+    else:
+        print(f"Run {step.key.kind}; output to {step.output_dir}", file=out)
+    print("$ " + shlex.join(command), file=out, flush=True)
+    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode

@@ -1,0 +1,74 @@
+"""Read metrics from Dassl's ``log.txt`` files, as CoOp's ``parse_test_res.py`` does.
+
+A metric counts only after an end signal: ``Finish training`` for training logs (the
+validation results printed during training come before it) or ``=> result`` for
+evaluation-only logs; the last match after the signal wins.
+
+Reruns: Dassl's logger never overwrites a log. The first run of a folder writes
+``log.txt``; every later run into the same folder writes ``log.txt-<YYYY-mm-dd-HH-MM-SS>``.
+The result of a folder is read from the NEWEST log that holds one (a rerun that crashed
+falls back to the previous complete run, and the newer incomplete logs are reported).
+"""
+import os
+import os.path as osp
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+LOG_FILE = "log.txt"
+END_OF_TRAINING = "Finish training"
+START_OF_RESULT = "=> result"
+
+
+@dataclass
+class LogResult:
+    path: str
+    value: float
+    #: newer logs of the same folder that hold no result (crashed or interrupted reruns)
+    incomplete: List[str] = field(default_factory=list)
+
+
+def logs_newest_first(run_dir: str) -> List[str]:
+    names = [n for n in os.listdir(run_dir) if n == LOG_FILE or n.startswith(LOG_FILE + "-")]
+    # "log.txt" has the empty suffix, so it sorts as the oldest; timestamps sort chronologically
+    names.sort(key=lambda n: n[len(LOG_FILE):], reverse=True)
+    return [osp.join(run_dir, n) for n in names]
+
+
+def read_metric(path: str, keyword: str, end_signal: str) -> Optional[float]:
+    """The last ``* <keyword>: X%`` value after the line ``end_signal``, or None."""
+    pattern = re.compile(rf"\* {re.escape(keyword)}: ([\.\deE+-]+)%")
+    value, signalled = None, False
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            signalled = signalled or line == end_signal
+            match = pattern.search(line) if signalled else None
+            if match:
+                value = float(match.group(1))
+    return value
+
+
+def newest_result(run_dir: str, keyword: str, end_signal: str) -> Optional[LogResult]:
+    incomplete = []
+    for path in logs_newest_first(run_dir):
+        value = read_metric(path, keyword, end_signal)
+        if value is not None:
+            return LogResult(path, value, incomplete)
+        incomplete.append(path)
+    return None
+
+
+def seed_results(directory: str, keyword: str, end_signal: str) -> Tuple[List[LogResult], List[str]]:
+    """One result per sub-folder (seed) of ``directory``; and the sub-folders without one."""
+    found, missing = [], []
+    for name in sorted(os.listdir(directory)):
+        run_dir = osp.join(directory, name)
+        if name.startswith(".") or not osp.isdir(run_dir):
+            continue
+        result = newest_result(run_dir, keyword, end_signal)
+        if result is None:
+            missing.append(run_dir)
+        else:
+            found.append(result)
+    return found, missing

@@ -1,0 +1,116 @@
+"""Render a Summary as a terminal table, Markdown or CSV; alone or as two methods side by side."""
+import csv
+import io
+from typing import List, Optional, Sequence, Tuple
+
+from tabulate import tabulate
+
+from .tables import Stat, Summary
+
+FORMATS = ("terminal", "markdown", "csv")
+_TABLEFMT = {"terminal": "simple", "markdown": "github"}
+
+
+def long_table(summary: Summary) -> Tuple[List[str], List[list]]:
+    """One line per (dataset, method): every column as a Stat, and the seeds behind it."""
+    headers = ["Dataset", "Method", *summary.columns, "Seeds"]
+    rows = []
+    for row in summary.rows:
+        for method in summary.methods:
+            stats = [summary.get(method, row, c) for c in summary.columns]
+            if any(stats):
+                seeds = sorted({s for stat in stats if stat for s in stat.seeds})
+                rows.append([row, method, *stats, ",".join(map(str, seeds))])
+    return headers, rows
+
+
+def compare_table(summary: Summary, a: str, b: str) -> Tuple[List[str], List[list]]:
+    """One line per dataset: for every column the means of A and B and their difference B - A."""
+    for method in (a, b):
+        if method not in summary.methods:
+            raise ValueError(f"--compare: no results for {method!r}; methods found: {', '.join(summary.methods)}")
+    headers = ["Dataset"] + [f"{c} {x}" for c in summary.columns for x in ("(A)", "(B)", "B-A")]
+    rows = []
+    for row in summary.rows:
+        line = [row]
+        for column in summary.columns:
+            stat_a, stat_b = summary.get(a, row, column), summary.get(b, row, column)
+            delta = stat_b.mean - stat_a.mean if stat_a and stat_b else None
+            line += [stat_a and stat_a.mean, stat_b and stat_b.mean, delta]
+        rows.append(line)
+    return headers, rows
+
+
+def _text(value, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Stat):
+        return f"{value.mean:.2f}" if value.spread is None else f"{value.mean:.2f} +- {value.spread:.2f}"
+    if isinstance(value, float):
+        return f"{value:+.2f}" if signed else f"{value:.2f}"
+    return str(value)
+
+
+def _number(value) -> str:
+    if isinstance(value, Stat):
+        value = value.mean
+    return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _csv(headers: Sequence[str], rows: Sequence[list], spread: str) -> str:
+    """Plain numbers: a Stat column with a spread becomes ``<name>`` and ``<name>_<spread>``."""
+    stat_columns = {i for row in rows for i, v in enumerate(row) if isinstance(v, Stat) and v.spread is not None}
+    out_headers = []
+    for i, h in enumerate(headers):
+        out_headers += [h, f"{h}_{spread}"] if i in stat_columns else [h]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(out_headers)
+    for row in rows:
+        line = []
+        for i, v in enumerate(row):
+            if i in stat_columns:
+                line += ["", ""] if v is None else [f"{v.mean:.4f}", "" if v.spread is None else f"{v.spread:.4f}"]
+            else:
+                line.append(_number(v))
+        writer.writerow(line)
+    return buffer.getvalue()
+
+
+def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[str]] = None) -> str:
+    """The table in ``fmt``; terminal and Markdown add a title, a legend and the notes (CSV: data only)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    headers, rows = compare_table(summary, *compare) if compare else long_table(summary)
+    if fmt == "csv":
+        return _csv(headers, rows, summary.spread)
+    deltas = {i for i, h in enumerate(headers) if h.endswith("B-A")}
+    cells = [[_text(v, signed=i in deltas) for i, v in enumerate(row)] for row in rows]
+    title = f"{summary.title}: {compare[0]} (A) vs {compare[1]} (B)" if compare else summary.title
+    title = title if fmt == "terminal" else f"### {title}"
+    lines = [title, "", tabulate(cells, headers=headers, tablefmt=_TABLEFMT[fmt], disable_numparse=True)]
+    if compare:
+        lines.append("\nMeans over seeds; B-A in points.")
+    else:
+        spread = "95% confidence interval" if summary.spread == "ci95" else "std (ddof 0)"
+        lines.append(f"\nMean +- {spread} over seeds.")
+    if summary.legend:
+        lines.append(summary.legend)
+    if summary.notes:
+        lines += ["", "Missing or incomplete:"] + [f"- {note}" for note in summary.notes]
+    return "\n".join(lines) + "\n"
+
+
+def save(summary: Summary, path: str, compare: Optional[Sequence[str]] = None) -> str:
+    """Write the table to ``path``, in the format its suffix names: .md, .csv, .txt or .png (plot)."""
+    suffix = path.rsplit(".", 1)[-1].lower()
+    if suffix == "png":
+        from .plots import plot_summary
+
+        return plot_summary(summary, path)
+    formats = {"md": "markdown", "csv": "csv", "txt": "terminal"}
+    if suffix not in formats:
+        raise ValueError(f"Cannot tell the format of {path}: use a .md, .csv, .txt or .png file name")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render(summary, formats[suffix], compare))
+    return path

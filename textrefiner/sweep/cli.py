@@ -1,0 +1,164 @@
+"""``python -m textrefiner.sweep``: run a protocol over datasets x seeds x trainers, resumably.
+
+    python -m textrefiner.sweep --config configs/sweeps/base2new_synthetic.yaml
+    python -m textrefiner.sweep --protocol base2new --datasets caltech101 dtd --seeds 1 2 3 \\
+        --trainers CoOp CoOp_TextRefiner --gpus 0 1 -- OPTIM.MAX_EPOCH 10
+
+Flags override the YAML file's keys (textrefiner/sweep/settings.py lists them); train.py
+``KEY VALUE`` overrides come after ``--``. A job whose steps all hold ``result.json`` is
+skipped, an interrupted one resumes, so rerunning the same command finishes a sweep. Each
+job logs to ``<log_dir>/<job>.log``; ``<log_dir>/sweep_report.json`` records what every job
+did. A failing job does not stop the others; the exit status is 1 if any failed.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from typing import List, Optional, Tuple
+
+from ..protocols import PROTOCOLS
+from ..results.render import render, save
+from ..results.tables import protocol_summary
+from .executors import EXECUTORS, Progress
+from .runner import JobOutcome, skipped
+from .settings import SweepSettings, load_yaml
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m textrefiner.sweep", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="sweep YAML file; flags below override its keys")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS))
+    p.add_argument("--host", help="host of the trainers (default: coop)")
+    p.add_argument("--trainers", nargs="+", help="default: every trainer of the host")
+    p.add_argument("--cfg", help="trainer config name (default: the host's for the protocol)")
+    p.add_argument("--datasets", nargs="+", help="dataset config names; for xd the targets (default: the paper's)")
+    p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3")
+    p.add_argument("--shots", nargs="+", type=int, help="default: 16; few_shot: 1 2 4 8 16")
+    p.add_argument("--data", help="dataset root (default: $DATA or ./data)")
+    p.add_argument("--output", help="output root (default: $OUTPUT or ./output)")
+    p.add_argument("--executor", choices=sorted(EXECUTORS), help="default: local")
+    p.add_argument("--gpus", nargs="+", help="local executor: run one job per listed GPU at a time")
+    p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE",
+                   help="submitit AutoExecutor parameters, e.g. slurm_partition=gpu timeout_min=600")
+    p.add_argument("--log-dir", help="per-job logs and sweep_report.json (default: <output>/sweep_logs)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="final table: A and B side by side")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs and their state; run nothing")
+    p.add_argument("--save", nargs="+", default=[], metavar="FILE",
+                   help="also write the final table to .md, .csv, .txt or .png (plot) files")
+    return p
+
+
+def parse(argv: List[str]) -> Tuple[argparse.Namespace, Optional[List[str]]]:
+    """The flags, and the train.py overrides after ``--`` (None without ``--``)."""
+    if "--" not in argv:
+        return build_parser().parse_args(argv), None
+    cut = argv.index("--")
+    return build_parser().parse_args(argv[:cut]), argv[cut + 1:]
+
+
+def settings_from(args: argparse.Namespace, opts: Optional[List[str]]) -> SweepSettings:
+    """YAML file (if any), then the flags, then defaults for whatever is still unset."""
+    settings = SweepSettings()
+    if args.config:
+        settings.update(load_yaml(args.config), args.config)
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "dry_run", "save", "slurm")}
+    settings.update({**flags, "opts": opts}, "command line")
+    if args.slurm:
+        settings.slurm.update(_parameter(kv) for kv in args.slurm)
+    return settings.resolve()
+
+
+def _parameter(text: str) -> tuple:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--slurm takes KEY=VALUE pairs, got {text!r}")
+    return key, int(value) if value.isdigit() else value
+
+
+def list_jobs(jobs) -> None:
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.label}: {job.status()}")
+        for step in job.steps:
+            print(f"      {step.key.kind:<15} {step.output_dir}{'  (done)' if step.done else ''}")
+
+
+def print_table(settings: SweepSettings, save_paths: List[str]) -> None:
+    """The protocol's table of this sweep's runs; base-to-novel and xd get one table per shot count."""
+    per_table = [settings.shots] if settings.protocol == "few_shot" else [[k] for k in settings.shots]
+    for shots in per_table:
+        try:
+            summary = protocol_summary(settings.output, settings.protocol, trainers=settings.trainers,
+                                       cfg=settings.cfg, datasets=settings.datasets, seeds=settings.seeds, shots=shots)
+        except FileNotFoundError:
+            print(f"\nNo finished {settings.protocol} runs with {shots} shots to tabulate yet.")
+            continue
+        print("\n" + render(summary))
+        if settings.compare:
+            print(render(summary, compare=settings.compare))
+        for path in save_paths:
+            stem, suffix = os.path.splitext(path)
+            target = path if len(per_table) == 1 else f"{stem}-shots{shots[0]}{suffix}"
+            print(f"Table written to {save(summary, target, settings.compare)}")
+
+
+def run_jobs(settings: SweepSettings, jobs) -> List[JobOutcome]:
+    """Skip the finished jobs, run the others with the chosen executor; outcomes in grid order."""
+    progress = Progress(jobs)
+    outcomes, pending = [], []
+    for job in jobs:
+        if job.status() == "done":
+            outcomes.append(skipped(job))
+            progress.finished(outcomes[-1])
+        else:
+            pending.append(job)
+    try:
+        outcomes += EXECUTORS[settings.executor](pending, settings.log_dir, progress, settings)
+    except KeyboardInterrupt:
+        raise SystemExit("\nInterrupted: rerun the same command to finish the sweep (finished jobs are kept).")
+    return sorted(outcomes, key=lambda o: progress.number[o.name])
+
+
+def print_outcomes(outcomes: List[JobOutcome]) -> None:
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ok", "skipped", "failed")}
+    print(f"\n{len(outcomes)} jobs: {counts['ok']} ran, {counts['skipped']} skipped (already done), "
+          f"{counts['failed']} failed")
+    for outcome in outcomes:
+        if outcome.status == "failed":
+            print(f"  FAILED {outcome.label} at {outcome.failed_step}: {outcome.message}\n    log: {outcome.log}")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args, opts = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = settings_from(args, opts)
+        jobs = settings.jobs()
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"sweep: {e}")
+    print(f"Sweep: {settings.protocol}, {len(settings.datasets)} dataset(s) x {len(settings.shots)} shot count(s) x "
+          f"{len(settings.seeds)} seed(s) x {len(settings.trainers)} trainer(s) = {len(jobs)} jobs; "
+          f"executor {settings.executor}; output {settings.output}")
+    if args.dry_run:
+        list_jobs(jobs)
+        return
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    outcomes = run_jobs(settings, jobs)
+    write_report(settings, outcomes, started)
+    print_outcomes(outcomes)
+    print_table(settings, args.save)
+    raise SystemExit(1 if any(o.status == "failed" for o in outcomes) else 0)
+
+
+def write_report(settings: SweepSettings, outcomes, started: str) -> None:
+    os.makedirs(settings.log_dir, exist_ok=True)
+    report = {
+        "started_at": started,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "settings": vars(settings),
+        "jobs": [o.as_dict() for o in outcomes],
+    }
+    path = os.path.join(settings.log_dir, "sweep_report.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"Report: {path}")

@@ -1,0 +1,111 @@
+"""Where the jobs of a sweep run: on this machine one after another or one per GPU, or through
+submitit (a SLURM cluster, or submitit's local executor that runs the same path here)."""
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..protocols import Job
+from ..protocols.steps import REPO_ROOT
+from .runner import JobOutcome, log_path, run_job
+
+
+class Progress:
+    """Prints ``[i/N] job: what happened`` lines; i is the job's place in the whole grid."""
+
+    def __init__(self, jobs: Sequence[Job]):
+        self.number = {job.name: i for i, job in enumerate(jobs, 1)}
+        self.total = len(jobs)
+        self._lock = threading.Lock()
+
+    def say(self, job_name: str, label: str, text: str) -> None:
+        with self._lock:
+            print(f"[{self.number[job_name]}/{self.total}] {label}: {text}", flush=True)
+
+    def started(self, job: Job, where: str = "") -> None:
+        self.say(job.name, job.label, f"running{' on ' + where if where else ''}")
+
+    def finished(self, outcome: JobOutcome) -> None:
+        if outcome.status == "failed":
+            text = f"FAILED at {outcome.failed_step} ({outcome.message}); log: {outcome.log}"
+        elif outcome.status == "skipped":
+            text = "skipped (already done)"
+        else:
+            text = f"ok in {outcome.seconds:.0f} s ({', '.join(outcome.steps_run)})"
+        self.say(outcome.name, outcome.label, text)
+
+
+def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = ()) -> List[JobOutcome]:
+    """One job at a time, or with ``gpus`` one job per GPU at a time (each subprocess sees only
+    its GPU through CUDA_VISIBLE_DEVICES). A failing job does not stop the others."""
+    free = queue.Queue()
+    for slot in gpus or [None]:
+        free.put(slot)
+
+    def work(job: Job) -> JobOutcome:
+        gpu = free.get()
+        try:
+            progress.started(job, f"GPU {gpu}" if gpu is not None else "")
+            env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
+            outcome = run_job(job, log_path(log_dir, job), env)
+        finally:
+            free.put(gpu)
+        progress.finished(outcome)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=len(gpus) or 1) as pool:
+        futures = [pool.submit(work, job) for job in jobs]
+        try:
+            return [f.result() for f in futures]
+        except KeyboardInterrupt:
+            for f in futures:  # jobs not started yet; running ones got the interrupt too
+                f.cancel()
+            raise
+
+
+def run_with_submitit(jobs: Sequence[Job], log_dir: str, progress: Progress, cluster: str,
+                      parameters: Optional[Dict] = None) -> List[JobOutcome]:
+    """Submit every job (a SLURM array with ``cluster="slurm"``; processes on this machine, all at
+    once, with ``cluster="local"``) and collect the outcomes as they finish."""
+    try:
+        import submitit
+    except ImportError:
+        raise RuntimeError(
+            "This executor needs submitit: pip install submitit (or pip install -e '.[sweep]')"
+        ) from None
+    # submitit's workers unpickle run_job, so they must import this checkout; they inherit our environment
+    path = os.environ.get("PYTHONPATH", "")
+    if REPO_ROOT not in path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, path) if p)
+    executor = submitit.AutoExecutor(folder=os.path.join(log_dir, "submitit"), cluster=cluster)
+    defaults = {"timeout_min": 24 * 60, "name": "textrefiner-sweep"}
+    if cluster == "slurm":
+        defaults["gpus_per_node"] = 1
+    executor.update_parameters(**{**defaults, **(parameters or {})})
+    submitted = executor.map_array(run_job, list(jobs), [log_path(log_dir, job) for job in jobs])
+    by_id: Dict[str, Job] = {}
+    for job, handle in zip(jobs, submitted):
+        by_id[handle.job_id] = job
+        progress.started(job, f"{cluster} job {handle.job_id}")
+    outcomes = []
+    for handle in submitit.helpers.as_completed(submitted, poll_frequency=2):
+        job = by_id[handle.job_id]
+        try:
+            outcome = handle.result()
+        except Exception as e:  # the job died outside run_job: timeout, preemption, node failure
+            outcome = JobOutcome(job.name, job.label, "failed", log=str(handle.paths.stderr),
+                                 failed_step="submitit", message=str(e).strip().splitlines()[0][:200])
+        progress.finished(outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+#: executor name -> how to run the pending jobs of a sweep
+EXECUTORS: Dict[str, Callable[..., List[JobOutcome]]] = {
+    "local": lambda jobs, log_dir, progress, settings: run_locally(jobs, log_dir, progress, settings.gpus),
+    "submitit-local": lambda jobs, log_dir, progress, settings: run_with_submitit(
+        jobs, log_dir, progress, "local", settings.slurm),
+    "slurm": lambda jobs, log_dir, progress, settings: run_with_submitit(
+        jobs, log_dir, progress, "slurm", settings.slurm),
+}
