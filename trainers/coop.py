@@ -17,7 +17,7 @@ def build_coop_model(cfg, classnames, clip_model) -> CoOpCLIP:
         csc=c.CSC,
         class_token_position=c.CLASS_TOKEN_POSITION,
     )
-    return CoOpCLIP(prompt_learner, clip_model)
+    return CoOpCLIP(prompt_learner, clip_model, text_chunk_size=c.TEXT_CHUNK_SIZE)
 
 
 @TRAINER_REGISTRY.register()

@@ -4,7 +4,7 @@ import torch.nn as nn
 
 from textrefiner.framework import TRAINER_REGISTRY
 from textrefiner.hosts.coop import tokenize
-from textrefiner.hosts.encoders import ImageEncoder
+from textrefiner.hosts.encoders import ImageEncoder, TextEncoder
 
 from .base import PromptTrainer
 
@@ -35,11 +35,14 @@ class ZeroshotModel(nn.Module):
         super().__init__()
         self.clip_model = clip_model
         self.image_encoder = ImageEncoder(clip_model.visual)
+        self.text_encoder = TextEncoder(clip_model)
         self.register_buffer("tokenized_prompts", tokenize(prompts), persistent=False)
 
     @torch.no_grad()
     def text_features(self) -> torch.Tensor:
-        features = self.clip_model.encode_text(self.tokenized_prompts)
+        """CLIP's ``encode_text``, each prompt run only up to its end-of-text token (same features)."""
+        embedded = self.clip_model.token_embedding(self.tokenized_prompts).type(self.text_encoder.dtype)
+        features = self.text_encoder(embedded, self.tokenized_prompts)
         return features / features.norm(dim=-1, keepdim=True)
 
     def forward(self, image: torch.Tensor, text_features=None) -> torch.Tensor:

@@ -85,6 +85,10 @@ class PromptLearner(nn.Module):
         self.n_cls = n_cls
         self.n_ctx = n_ctx
         self.class_token_position = class_token_position
+        # Where each prompt's end-of-text token is (EOT has the largest id): the causal text
+        # encoder reads nothing after it. Host-side, so a training step never reads them back.
+        self.eot_positions: List[int] = tokenized.argmax(dim=-1).tolist()
+        self.text_length = max(self.eot_positions) + 1
 
     @staticmethod
     def _token_order(name_lens: List[int], n_ctx: int, length: int, position: str) -> Optional[torch.Tensor]:
@@ -103,31 +107,42 @@ class PromptLearner(nn.Module):
                 orders.append(sos + name + ctx + rest)
         return torch.tensor(orders, dtype=torch.long)
 
-    def forward(self) -> torch.Tensor:
-        """Prompt token embeddings (C, L, W)."""
+    def forward(self, length: Optional[int] = None) -> torch.Tensor:
+        """Prompt token embeddings (C, L, W); only the first ``length`` positions if given.
+
+        Any ``length >= text_length`` keeps every class's prompt up to its EOT token, in
+        every class-token position (the layouts only permute positions before EOT).
+        """
         ctx = self.ctx
         if ctx.dim() == 2:
             ctx = ctx.unsqueeze(0).expand(self.n_cls, -1, -1)
-        prompts = torch.cat([self.token_prefix, ctx, self.token_suffix], dim=1)
+        suffix = self.token_suffix if length is None else self.token_suffix[:, : length - 1 - self.n_ctx]
+        prompts = torch.cat([self.token_prefix, ctx, suffix], dim=1)
         if self.order is None:
             return prompts
-        return torch.gather(prompts, 1, self.order.unsqueeze(-1).expand(-1, -1, prompts.shape[-1]))
+        order = self.order[:, : prompts.shape[1]]
+        return torch.gather(prompts, 1, order.unsqueeze(-1).expand(-1, -1, prompts.shape[-1]))
 
 
 class CoOpCLIP(nn.Module):
-    """CLIP with CoOp prompts: ``logits = s * normalize(f) @ normalize(t)^T``."""
+    """CLIP with CoOp prompts: ``logits = s * normalize(f) @ normalize(t)^T``.
 
-    def __init__(self, prompt_learner: PromptLearner, clip_model: nn.Module):
+    ``text_chunk_size``: encode the class prompts this many at a time (0: all at once),
+    checkpointed when training (see ``TextEncoder``); saves memory at many classes.
+    """
+
+    def __init__(self, prompt_learner: PromptLearner, clip_model: nn.Module, text_chunk_size: int = 0):
         super().__init__()
         self.prompt_learner = prompt_learner
         self.image_encoder = ImageEncoder(clip_model.visual)
-        self.text_encoder = TextEncoder(clip_model)
+        self.text_encoder = TextEncoder(clip_model, chunk_size=text_chunk_size)
         self.logit_scale = clip_model.logit_scale
 
     def text_features(self) -> torch.Tensor:
         """L2-normalised class text features t (C, d) of the current prompts."""
         pl = self.prompt_learner
-        features = self.text_encoder(pl(), pl.tokenized_prompts)
+        # Built only up to the last EOT token: a full (C, 77, W) copy and its gradient would be for nothing.
+        features = self.text_encoder(pl(pl.text_length), pl.tokenized_prompts, eot_positions=pl.eot_positions)
         return features / features.norm(dim=-1, keepdim=True)
 
     def encode_image(self, image: torch.Tensor, with_local: bool = False) -> VisualOutput:
@@ -140,6 +155,9 @@ class CoOpCLIP(nn.Module):
 
     def forward(self, image: torch.Tensor, text_features: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits (B, C); pass ``text_features`` computed once to skip the text tower."""
+        # Image first: the image tower's activations are freed before the text side builds the
+        # graph it keeps for backward, so the two never add up in the peak memory of a step.
+        image_features = self.encode_image(image).global_feature
         if text_features is None:
             text_features = self.text_features()
-        return self.logits(self.encode_image(image).global_feature, text_features)
+        return self.logits(image_features, text_features)

@@ -5,15 +5,21 @@ and ``CLIP.encode_text`` block by block, which lets us
 
 * read the last vision block's tokens (after ``ln_post`` and ``proj``) and its
   CLS -> patch attention (averaged over heads), which TextRefiner needs;
-* run the causal text transformer only up to the last end-of-text position
-  (``truncate=True``): features at the EOT token depend on earlier positions only,
-  so the result is the same as with all 77 positions, for a fraction of the cost;
+* run the causal text transformer on each prompt only up to its own end-of-text
+  token (``truncate=True``; prompts of similar length are encoded together): the
+  feature at the EOT token depends on earlier positions only, so the result is the
+  same as with all 77 positions, for a fraction of the cost;
+* encode many class prompts in chunks (``chunk_size``), with activation
+  checkpointing per chunk when gradients are on, so that training at 1000 classes
+  keeps one chunk's activations at a time instead of all of them;
 * insert deep prompts between blocks (MaPLe, PromptKD) in the host modules.
 """
-from typing import NamedTuple, Optional, Tuple
+from itertools import groupby
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 
 def residual_block(
@@ -86,15 +92,55 @@ def causal_mask(length: int, device=None) -> torch.Tensor:
     return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
 
-class TextEncoder(nn.Module):
-    """CLIP's text tower over prompt embeddings (C, L, W) -> (C, d) at the EOT token."""
+# Prompts of one length are batched with longer ones until a batch has this many: smaller
+# batches make matmuls too skinny to be worth the positions they save (measured on a CPU).
+MIN_GROUP_SIZE = 32
 
-    def __init__(self, clip_model: nn.Module):
+
+def length_groups(eot_positions: Sequence[int], chunk_size: int = 0) -> List[Tuple[List[int], int]]:
+    """How to batch prompts for the text transformer: ``(prompt indices, length)`` pairs.
+
+    Prompts are ordered by EOT position and each group runs up to its longest EOT. Without
+    ``chunk_size``, a group holds the prompts of one length, joined by the next lengths
+    while it has fewer than ``MIN_GROUP_SIZE``; with it, consecutive groups of ``chunk_size``.
+    """
+    order = sorted(range(len(eot_positions)), key=eot_positions.__getitem__)
+    if chunk_size:
+        groups = [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+    else:
+        groups = []
+        for _, same_length in groupby(order, key=eot_positions.__getitem__):
+            if groups and len(groups[-1]) < MIN_GROUP_SIZE:
+                groups[-1] += same_length
+            else:
+                groups.append(list(same_length))
+        if len(groups) > 1 and len(groups[-1]) < MIN_GROUP_SIZE:
+            last = groups.pop()
+            groups[-1] += last
+    return [(group, eot_positions[group[-1]] + 1) for group in groups]
+
+
+class TextEncoder(nn.Module):
+    """CLIP's text tower over prompt embeddings (C, L, W) -> (C, d) at the EOT token.
+
+    Args:
+        clip_model: CLIP whose text transformer, positions, ``ln_final`` and projection are used.
+        chunk_size: encode at most this many prompts at once (0: all at once). With
+            gradients on, each chunk is checkpointed: backward keeps only the chunks'
+            inputs and outputs and recomputes one chunk's activations at a time. Results
+            equal the unchunked computation to float rounding; the price is a second
+            forward pass of the text transformer during backward.
+    """
+
+    def __init__(self, clip_model: nn.Module, chunk_size: int = 0):
         super().__init__()
+        if chunk_size < 0:
+            raise ValueError(f"chunk_size must be >= 0 (0 = no chunking), got {chunk_size}")
         self.transformer = clip_model.transformer
         self.positional_embedding = clip_model.positional_embedding
         self.ln_final = clip_model.ln_final
         self.text_projection = clip_model.text_projection
+        self.chunk_size = chunk_size
 
     @property
     def dtype(self) -> torch.dtype:
@@ -105,11 +151,37 @@ class TextEncoder(nn.Module):
         prompts: torch.Tensor,
         tokenized_prompts: torch.Tensor,
         truncate: bool = True,
+        eot_positions: Optional[Sequence[int]] = None,
     ) -> torch.Tensor:
-        """``prompts`` (C, L, W) token embeddings, ``tokenized_prompts`` (C, L) ids -> (C, d)."""
+        """``prompts`` (C, L, W) token embeddings, ``tokenized_prompts`` (C, L) ids -> (C, d).
+
+        ``truncate``: run each prompt up to its own EOT token (False: every given position).
+        ``eot_positions``: the prompts' EOT positions when the caller has them on the host;
+        otherwise they are read back from the device (one synchronisation).
+        """
         eot = tokenized_prompts.argmax(dim=-1)
-        if truncate:
-            prompts = prompts[:, : int(eot.max()) + 1]
+        if not truncate:
+            eot_positions = [prompts.shape[1] - 1] * prompts.shape[0]
+        elif eot_positions is None:
+            eot_positions = eot.tolist()
+        groups = length_groups(eot_positions, self.chunk_size)
+        if len(groups) == 1:
+            return self.encode(prompts[:, : groups[0][1]], eot)
+        checkpointed = self.chunk_size > 0 and torch.is_grad_enabled()
+        outputs, order = [], []
+        for indices, length in groups:
+            index = torch.tensor(indices, device=prompts.device)
+            group = (prompts[:, :length].index_select(0, index), eot.index_select(0, index))
+            # Checkpointed, a chunk keeps only its inputs and output for backward.
+            encoded = checkpoint(self.encode, *group, use_reentrant=False) if checkpointed else self.encode(*group)
+            outputs.append(encoded)
+            order += indices
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[order] = torch.arange(len(order))
+        return torch.cat(outputs).index_select(0, inverse.to(prompts.device))
+
+    def encode(self, prompts: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        """All positions of ``prompts`` (C, L, W) through the transformer; features at ``eot`` (C,) -> (C, d)."""
         length = prompts.shape[1]
         x = prompts + self.positional_embedding[:length].type(self.dtype)
         x = x.permute(1, 0, 2)
