@@ -1,0 +1,183 @@
+"""The MaPLe host (Khattak et al., CVPR 2023): deep text prompts coupled into deep vision prompts.
+
+With prompt depth J, layer j (1 <= j <= J) of each tower receives its own prompts:
+
+* text: ``n_ctx`` learnable tokens sit at the context positions of
+  ``[SOS] <ctx_init words> <class>. [EOS]``; layer 1 gets the context tokens (after the
+  positional embedding), each later layer j <= J overwrites those positions with
+  its own learnable tokens before the block runs;
+* vision: layer j's text tokens, mapped by layer j's coupling function
+  (``Linear(text width, vision width)``), are appended after the patch tokens; for
+  layer 1 they go through ``ln_pre`` with the image tokens, for later layers they
+  overwrite the previous block's outputs at those positions.
+
+After layer J the prompt positions stay in both sequences and evolve like any other
+token. Everything of CLIP stays frozen; the forwards below replay CLIP's towers block
+by block with the modules of ``encoders.py``.
+"""
+import copy
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .coop import CoOpCLIP, PromptLearner
+from .encoders import ImageEncoder, TextEncoder, VisualOutput, causal_mask, residual_block
+
+
+def _replace_rows(x: torch.Tensor, start: int, prompts: torch.Tensor) -> torch.Tensor:
+    """``x`` (L, N, W) with rows ``start .. start + n - 1`` replaced by ``prompts`` (n, W) for every N."""
+    rows = prompts.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
+    return torch.cat([x[:start], rows, x[start + prompts.shape[0]:]], dim=0)
+
+
+def prompted_blocks(
+    blocks: Sequence[nn.Module],
+    x: torch.Tensor,
+    deep_prompts: torch.Tensor,
+    start: int,
+    attn_mask: Optional[torch.Tensor] = None,
+    need_last_weights: bool = False,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Run CLIP blocks on ``x`` (L, N, W); before block i (1 <= i <= len(deep_prompts))
+    rows ``start ..`` are overwritten by ``deep_prompts[i - 1]`` (n, W).
+
+    Returns the last block's output and, if ``need_last_weights``, its attention (N, L, L).
+    """
+    weights = None
+    last = len(blocks) - 1
+    for i, block in enumerate(blocks):
+        if 1 <= i <= deep_prompts.shape[0]:
+            x = _replace_rows(x, start, deep_prompts[i - 1])
+        x, weights = residual_block(block, x, attn_mask=attn_mask, need_weights=need_last_weights and i == last)
+    return x, weights
+
+
+def encode_text(
+    encoder: TextEncoder, prompts: torch.Tensor, tokenized_prompts: torch.Tensor, deep_prompts: torch.Tensor
+) -> torch.Tensor:
+    """Text features (C, d) at the EOT token with MaPLe's deeper text prompts.
+
+    Args:
+        prompts: (C, L, W) layer-1 token embeddings, context at positions 1 .. n_ctx; L may
+            stop after the last EOT position: the context comes before every EOT token and
+            the mask is causal, so the features are those of all 77 positions.
+        tokenized_prompts: (C, 77) token ids (the EOT token has the largest id).
+        deep_prompts: (J - 1, n_ctx, W) prompts of layers 2 .. J.
+    """
+    eot = tokenized_prompts.argmax(dim=-1)
+    length = prompts.shape[1]
+    x = (prompts + encoder.positional_embedding[:length].type(encoder.dtype)).permute(1, 0, 2)
+    x, _ = prompted_blocks(encoder.transformer.resblocks, x, deep_prompts, 1, attn_mask=causal_mask(length, x.device))
+    x = encoder.ln_final(x.permute(1, 0, 2)).type(encoder.dtype)
+    return x[torch.arange(x.shape[0], device=x.device), eot] @ encoder.text_projection
+
+
+def encode_image(
+    encoder: ImageEncoder, image: torch.Tensor, vision_prompts: torch.Tensor, with_local: bool = False
+) -> VisualOutput:
+    """CLIP's image features with MaPLe's vision prompts appended after the patch tokens.
+
+    Args:
+        image: (B, 3, H, W).
+        vision_prompts: (J, n_ctx, W_v) coupled prompts of layers 1 .. J.
+        with_local: also return the last block's CLS and patch tokens (B, 1 + P, d) and the
+            CLS -> patch attention (B, P); the prompt positions are left out of both.
+    """
+    x = encoder.embed(image)  # (1 + P, B, W_v), ln_pre applied per token
+    n_image_tokens = x.shape[0]
+    # ln_pre normalises each token on its own, so normalising the layer-1 prompts apart is the same
+    # as MaPLe's ln_pre over the concatenated sequence.
+    first = encoder.visual.ln_pre(vision_prompts[0].to(x.dtype))
+    x = torch.cat([x, first.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=0)
+    x, attn = prompted_blocks(
+        encoder.visual.transformer.resblocks, x, vision_prompts[1:], n_image_tokens, need_last_weights=with_local
+    )
+    x = x.permute(1, 0, 2)[:, :n_image_tokens]  # (B, 1 + P, W_v), prompt outputs dropped
+    if not with_local:
+        return VisualOutput(encoder.project(x[:, 0, :]), None, None)
+    tokens = encoder.project(x)
+    return VisualOutput(tokens[:, 0, :], tokens, attn[:, 0, 1:n_image_tokens])
+
+
+class MultiModalPromptLearner(PromptLearner):
+    """MaPLe's prompts: CoOp's text context (class name at the end), deeper text prompts
+    and the coupling functions.
+
+    Args:
+        classnames: C class names ("_" is read as a space).
+        clip_model: CLIP whose token embedding initialises the context (its dtype is used).
+        n_ctx: learnable context tokens per layer. With ``ctx_init`` they take the embeddings
+            of its first ``n_ctx`` tokens and the remaining words stay fixed in the prompt
+            ("a photo of a", 2: context "a photo", fixed "of a"); without it, N(0, 0.02) init.
+        ctx_init: words of the prompt before the class name.
+        depth: J, number of layers (from the first) receiving prompts in both towers.
+
+    Parameters ``ctx`` (n_ctx, W_t) in CLIP's dtype, ``deep_ctx`` (J - 1, n_ctx, W_t) and
+    ``couplings`` (J Linear W_t -> W_v; the first in CLIP's dtype, the deeper ones starting
+    as copies of one initialisation); the deeper ones are float32 under fp16 too, as in
+    MaPLe's release, so fp16 runs train like it.
+    """
+
+    def __init__(
+        self,
+        classnames: Sequence[str],
+        clip_model: nn.Module,
+        n_ctx: int = 2,
+        ctx_init: str = "a photo of a",
+        depth: int = 9,
+    ):
+        layers = min(len(clip_model.transformer.resblocks), len(clip_model.visual.transformer.resblocks))
+        if not 1 <= depth <= layers:
+            raise ValueError(
+                f"MaPLe prompt depth (TRAINER.MAPLE.PROMPT_DEPTH) must be between 1 and {layers}, the number of "
+                f"transformer layers of this CLIP; got {depth}"
+            )
+        # CoOp's layout with all of ctx_init as context, then only its first n_ctx tokens stay learnable.
+        super().__init__(classnames, clip_model, n_ctx=n_ctx, ctx_init=ctx_init)
+        if ctx_init:
+            if n_ctx > self.n_ctx:
+                raise ValueError(
+                    f"N_CTX {n_ctx} is larger than the {self.n_ctx} words of CTX_INIT {ctx_init!r}: "
+                    'lower N_CTX, lengthen CTX_INIT, or set CTX_INIT to "" for random initialisation'
+                )
+            words = self.ctx.detach()
+            self.ctx = nn.Parameter(words[:n_ctx].clone())
+            self.token_suffix = torch.cat([words[n_ctx:].expand(self.n_cls, -1, -1), self.token_suffix], dim=1)
+            self.n_ctx = n_ctx
+        print(f"MaPLe design: Multi-modal Prompt Learning; learnable context tokens: {n_ctx}, prompt depth: {depth}")
+        text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.weight.shape[0]
+        # Created in the release's order, so the same RNG state draws the same initial values.
+        first_coupling = nn.Linear(text_width, vision_width).to(self.ctx.dtype)
+        deep_ctx = torch.empty(depth - 1, n_ctx, text_width)
+        for layer_ctx in deep_ctx:
+            nn.init.normal_(layer_ctx, std=0.02)
+        self.deep_ctx = nn.Parameter(deep_ctx)
+        deep_coupling = nn.Linear(text_width, vision_width)
+        self.couplings = nn.ModuleList([first_coupling] + [copy.deepcopy(deep_coupling) for _ in range(depth - 1)])
+        self.depth = depth
+
+    def deep_text_prompts(self) -> torch.Tensor:
+        """Text prompts of layers 2 .. J: (J - 1, n_ctx, W_t) in CLIP's dtype."""
+        return self.deep_ctx.to(self.ctx.dtype)
+
+    def vision_prompts(self) -> torch.Tensor:
+        """Coupled vision prompts of layers 1 .. J: (J, n_ctx, W_v) in CLIP's dtype."""
+        text = [self.ctx] + list(self.deep_ctx)
+        return torch.stack([coupling(t).to(self.ctx.dtype) for coupling, t in zip(self.couplings, text)])
+
+
+class MaPLeCLIP(CoOpCLIP):
+    """CLIP with MaPLe prompts; the same interface as ``CoOpCLIP`` (``logits``/``forward`` shared)."""
+
+    def text_features(self, truncate: bool = True) -> torch.Tensor:
+        """L2-normalised class text features t (C, d) of the current prompts; ``truncate``: encode
+        positions up to the last EOT token only (same features, less work)."""
+        pl = self.prompt_learner
+        prompts = pl(pl.text_length if truncate else None)
+        features = encode_text(self.text_encoder, prompts, pl.tokenized_prompts, pl.deep_text_prompts())
+        return features / features.norm(dim=-1, keepdim=True)
+
+    def encode_image(self, image: torch.Tensor, with_local: bool = False) -> VisualOutput:
+        """Image features with the current vision prompts; local tokens exclude the prompt positions."""
+        return encode_image(self.image_encoder, image, self.prompt_learner.vision_prompts(), with_local)
