@@ -29,6 +29,23 @@ def add_coop_config(cfg: CN) -> None:
     cfg.TRAINER.COOP.CTX_INIT = ""  # words initialising the context, e.g. "a photo of a"
     cfg.TRAINER.COOP.PREC = "fp16"  # fp16 (CoOp default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
     cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # where the class name goes: end, middle or front
+    # Encode the class prompts this many at a time (0 = all classes at once). In training each
+    # chunk is checkpointed (recomputed in backward): the text side's peak memory is about one
+    # chunk's instead of all classes', same loss and gradients, one extra text forward per step
+    cfg.TRAINER.COOP.TEXT_CHUNK_SIZE = 0
+
+
+def add_maple_config(cfg: CN) -> None:
+    """``TRAINER.MAPLE.*`` with the MaPLe release's names and defaults."""
+    cfg.TRAINER.MAPLE = CN()
+    # Learnable context tokens per prompted layer (text; each is coupled into one vision token)
+    cfg.TRAINER.MAPLE.N_CTX = 2
+    # Prompt words before the class name; the context starts as its first N_CTX tokens and the
+    # remaining words stay fixed ("" = N_CTX random tokens, N(0, 0.02))
+    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
+    cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16 (MaPLe default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
+    # J: layers 1..J of both towers get prompts (1 = shallow MaPLe); at most the CLIP's layer count (12 for ViT-B)
+    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9
 
 
 def add_textrefiner_config(cfg: CN) -> None:
@@ -55,6 +72,7 @@ def extend_cfg(cfg: CN) -> CN:
     add_data_config(cfg)
     add_backbone_config(cfg)
     add_coop_config(cfg)
+    add_maple_config(cfg)
     add_textrefiner_config(cfg)
     return cfg
 
