@@ -13,7 +13,7 @@ Environment (all optional):
     OUTPUT    output root (default: ./output)
     SHOTS     shots per class for base2new and xd steps (default: 16)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
-The GPU is the user's choice: CUDA_VISIBLE_DEVICES=1 bash scripts/coop/base2new_train.sh ...
+The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
 import os
 import sys
