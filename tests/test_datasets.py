@@ -197,6 +197,15 @@ def test_class_with_too_few_images_stops_unless_replacement_is_asked_for(tmp_pat
     assert len(distinct) <= PER_CLASS["train"] * N_CLASSES and all("/train_" in path for path in distinct)
 
 
+def test_class_with_too_few_validation_images_keeps_them_all(tmp_path, capsys):
+    """As in Dassl: validation only picks the model, so a short class keeps all its images."""
+    build(str(tmp_path), OxfordPets)
+    dataset = load(tmp_path, OxfordPets, shots=4)  # 4 validation images per class asked, 2 there
+    assert "fewer than 4 validation images" in capsys.readouterr().out
+    assert len(dataset.train_x) == 4 * N_CLASSES
+    assert len(dataset.val) == len({item.impath for item in dataset.val}) == PER_CLASS["val"] * N_CLASSES
+
+
 def test_imagenet_few_shot_samples_train_only_and_validates_on_test(tmp_path):
     build(str(tmp_path), ImageNet)
     dataset = load(tmp_path, ImageNet, shots=1)
@@ -278,6 +287,25 @@ def test_unreadable_image(tmp_path):
     broken.write_bytes(b"<html>quota exceeded</html>")
     message = error_of(lambda: load(tmp_path, OxfordPets))
     assert "unreadable image" in message and str(broken) in message
+
+
+def test_unreadable_image_drawn_into_the_few_shot_set(tmp_path):
+    """Not the first of its class, so only the few-shot check (every drawn image) can find it."""
+    build(str(tmp_path), OxfordPets)
+    drawn = load(tmp_path, OxfordPets, shots=2).train_x
+    broken = next(Path(item.impath) for item in drawn if not item.impath.endswith("train_0.jpg"))
+    shutil.rmtree(tmp_path / "oxford_pets" / FEWSHOT_DIR)
+    broken.write_bytes(b"<html>quota exceeded</html>")
+    load(tmp_path, OxfordPets)  # all images, first per class only: not found, as before
+    message = error_of(lambda: load(tmp_path, OxfordPets, shots=2))
+    assert "unreadable image" in message and str(broken) in message
+
+
+def test_eurosat_image_folder_under_the_new_archive_name(tmp_path):
+    build(str(tmp_path), EuroSAT)
+    (tmp_path / "eurosat" / "2750").rename(tmp_path / "eurosat" / "EuroSAT_RGB")
+    message = error_of(lambda: load(tmp_path, EuroSAT))
+    assert f"rename {tmp_path / 'eurosat' / 'EuroSAT_RGB'} to {tmp_path / 'eurosat' / '2750'}" in message
 
 
 def test_imagenet_flat_validation_folder(tmp_path):

@@ -1,5 +1,6 @@
 """The dataset doctor and the split-file download command (gdown replaced by local copies)."""
 import json
+import types
 import os
 import shutil
 from pathlib import Path
@@ -196,6 +197,21 @@ def test_download_rejects_a_file_that_is_not_the_split(tmp_path, capsys, drive):
     code, out = run_download(capsys, tmp_path / "data", "--dataset", "OxfordPets")
     assert code == 1 and "FAILED   OxfordPets" in out and "not the expected file" in out
     assert not (tmp_path / "data" / "oxford_pets" / OxfordPets.split_file).exists()
+    assert not leftovers(tmp_path / "data")
+
+
+@pytest.mark.parametrize("refusal", ["DownloadError", "FileURLRetrievalError"])
+def test_download_reports_a_refusal_of_any_gdown_release(tmp_path, capsys, monkeypatch, refusal):
+    """gdown >= 6 raises DownloadError, gdown 4.7 - 5.x FileURLRetrievalError: both are reported."""
+    exceptions = types.SimpleNamespace(**{refusal: type(refusal, (Exception,), {})})
+
+    def refuse(**_):
+        raise getattr(exceptions, refusal)("Too many users have viewed or downloaded this file recently")
+
+    monkeypatch.setattr(gdown, "exceptions", exceptions)
+    monkeypatch.setattr(gdown, "download", refuse)
+    code, out = run_download(capsys, tmp_path / "data", "--dataset", "OxfordPets")
+    assert code == 1 and "Google Drive refused the download" in out and "Too many users" in out
     assert not leftovers(tmp_path / "data")
 
 

@@ -41,6 +41,7 @@ class SplitDataset(DatasetBase):
     expected_sizes: Dict[str, int] = {}  # images per split in the published dataset
     downloads: Dict[str, str] = {}  # file in dataset_dir -> Google Drive file id
     folder_aliases: Tuple[str, ...] = ()  # other names users give the folder (the doctor suggests a rename)
+    image_dir_aliases: Tuple[str, ...] = ()  # other names archives give ``image_dir`` (a rename is suggested)
 
     def __init__(self, cfg):
         cls = type(self)
@@ -48,7 +49,10 @@ class SplitDataset(DatasetBase):
         self.dataset_dir = cls.folder(root)
         self.image_dir = cls.image_folder(root)
         train, val, test = self._subsets(cfg, root, cls.load_records(root))
-        cls.require_readable(root, train, val, test)
+        # Few-shot sets are small (K per class): open every image of them, so that a bad file
+        # stops the run here rather than at its first batch (Dassl would retry it for ever).
+        few_shot = cfg.DATASET.NUM_SHOTS >= 1 and train is not None
+        cls.require_readable(root, train, val, test, every_image=(train, val) if few_shot else ())
         test_items = to_items(test, self.image_dir)
         train_items = test_items if train is None else to_items(train, self.image_dir)
         if cls.test_only:
@@ -138,7 +142,7 @@ class SplitDataset(DatasetBase):
         for rel in cls.expected_folders():
             path = osp.join(dataset_dir, rel)
             if not osp.isdir(path):
-                fix = _misplaced_hint(dataset_dir, path, osp.isdir) or (
+                fix = _misplaced_hint(dataset_dir, path, osp.isdir) or cls.renamed_image_dir_hint(dataset_dir, rel) or (
                     f"extract the dataset so that this folder exists ({LAYOUT_HELP})"
                 )
                 problems.append(cls.error(root, "folder not found", path, fix))
@@ -150,10 +154,26 @@ class SplitDataset(DatasetBase):
         return problems
 
     @classmethod
-    def require_readable(cls, root: str, *splits: Optional[Sequence[Record]]) -> None:
-        """Open the first image of every class in every split (a cheap guard; the doctor reads more)."""
+    def renamed_image_dir_hint(cls, dataset_dir: str, rel: str) -> Optional[str]:
+        """'rename X to Y' when the image folder is there under a name an archive gives it."""
+        if rel != cls.image_dir:
+            return None
+        for alias in cls.image_dir_aliases:
+            candidate = osp.join(dataset_dir, alias)
+            if osp.isdir(candidate):
+                return f"rename {candidate} to {osp.join(dataset_dir, rel)}"
+        return None
+
+    @classmethod
+    def require_readable(
+        cls, root: str, *splits: Optional[Sequence[Record]], every_image: Sequence[Optional[Sequence[Record]]] = ()
+    ) -> None:
+        """Open the first image of every class in every split, and every image of the splits also
+        passed in ``every_image`` (a cheap guard; the doctor reads more)."""
         image_dir = cls.image_folder(root)
-        paths = [osp.join(image_dir, path) for split in splits if split for path, _, _ in first_per_class(split)]
+        whole = [split for split in every_image if split]
+        chosen = [split if any(split is w for w in whole) else first_per_class(split) for split in splits if split]
+        paths = list(dict.fromkeys(osp.join(image_dir, path) for split in chosen for path, _, _ in split))
         bad = unreadable_images(paths)
         if bad:
             raise cls.unreadable_error(root, bad)

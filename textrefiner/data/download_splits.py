@@ -34,6 +34,15 @@ def drive_url(file_id: str) -> str:
     return f"https://drive.google.com/uc?id={file_id}"
 
 
+def _gdown_refusals(gdown) -> tuple:
+    """The exceptions gdown raises when Drive refuses a file: ``DownloadError`` (gdown >= 6),
+    ``FileURLRetrievalError`` (gdown 4.7 - 5.x); older releases print and return None instead."""
+    names = ("DownloadError", "FileURLRetrievalError")
+    exceptions = getattr(gdown, "exceptions", None)
+    found = tuple(getattr(exceptions, n) for n in names if isinstance(getattr(exceptions, n, None), type))
+    return found or (RuntimeError,)
+
+
 def fetch(file_id: str, dest: str, validate: Callable[[str], None]) -> None:
     """Download one file to ``dest`` through a temporary name beside it, checked before the rename."""
     try:
@@ -48,7 +57,7 @@ def fetch(file_id: str, dest: str, validate: Callable[[str], None]) -> None:
             result = gdown.download(id=file_id, output=tmp, quiet=True)
         except OSError as e:  # requests' connection errors are OSErrors
             raise Offline(f"cannot reach Google Drive ({e}). If this machine is offline, {by_hand}") from e
-        except gdown.exceptions.DownloadError as e:
+        except _gdown_refusals(gdown) as e:
             raise DownloadFailed(f"Google Drive refused the download ({e}); try again later, or {by_hand}") from e
         if result is None or not osp.isfile(tmp):
             raise DownloadFailed(f"gdown returned no file; try again later, or {by_hand}")

@@ -33,13 +33,17 @@ def short_classes(records: Sequence[Record], num_shots: int) -> List[Tuple[str, 
     return [(items[0][2], len(items)) for items in group_by_label(records).values() if len(items) < num_shots]
 
 
-def draw_per_class(records: Sequence[Record], num_shots: int, rng: random.Random) -> List[Record]:
+def draw_per_class(records: Sequence[Record], num_shots: int, rng: random.Random, repeat: bool = True) -> List[Record]:
+    """``num_shots`` per class, as Dassl draws them; a class with fewer images gives images drawn
+    with replacement (``repeat``) or all its images."""
     drawn = []
     for items in group_by_label(records).values():
         if len(items) >= num_shots:
             drawn.extend(rng.sample(items, num_shots))
-        else:
+        elif repeat:
             drawn.extend(rng.choices(items, k=num_shots))
+        else:
+            drawn.extend(items)
     return drawn
 
 
@@ -87,13 +91,20 @@ class FewShotCache:
         if not with_replacement:
             self._require_enough(train, "train", num_shots)
             if val is not None:
-                self._require_enough(val, "val", val_shots)
+                self._warn_short_val(val, val_shots)
         print(f"Creating a {num_shots}-shot dataset")
         rng = random.Random(seed)
-        train = draw_per_class(train, num_shots, rng)
-        val = None if val is None else draw_per_class(val, val_shots, rng)
+        train = draw_per_class(train, num_shots, rng, with_replacement)
+        val = None if val is None else draw_per_class(val, val_shots, rng, with_replacement)
         self._write(path, {"setting": setting, "train": train, "val": val})
         return train, val
+
+    def _warn_short_val(self, val: Sequence[Record], val_shots: int) -> None:
+        """Validation only selects the model: like Dassl, keep all images of a short class."""
+        short = short_classes(val, val_shots)
+        if short:
+            print(f"Warning: {len(short)} classes of {self.dataset} have fewer than {val_shots} validation images "
+                  f"(e.g. {short[0][0]!r}: {short[0][1]}); all of their validation images are used")
 
     def _require_enough(self, records: Sequence[Record], split: str, num_shots: int) -> None:
         short = short_classes(records, num_shots)

@@ -110,6 +110,7 @@ EUROSAT_CLASSNAMES = {
 class EuroSAT(SplitDataset):
     dataset_dir = "eurosat"
     image_dir = "2750"
+    image_dir_aliases = ("EuroSAT_RGB", "EuroSAT")  # what newer releases of the archive extract to
     split_file = "split_zhou_EuroSAT.json"
     expected_classes = 10
     expected_sizes = {"train": 13500, "val": 5400, "test": 8100}
