@@ -68,21 +68,26 @@ def test_disabled_refiner_is_exactly_coop(data_root, tmp_path):
 
 
 def test_cached_refined_features_equal_per_batch_computation(data_root, tmp_path):
-    trainer = build(tr_cfg(data_root, tmp_path))
+    """What ``test()`` predicts with t' computed once equals recomputing t' for every batch, as the
+    release does; t' is computed once and no local tokens are asked for during evaluation."""
+    trainer = build(tr_cfg(data_root, tmp_path, opts=["DATALOADER.TEST.BATCH_SIZE", 4]))
     train_step(trainer)
-    trainer.set_model_mode("eval")
-    image = one_batch(trainer)["img"]
-    with torch.no_grad():
-        per_batch = trainer.model.logits(
-            trainer.model.encode_image(image).global_feature, trainer.refiner.refine(trainer.model.text_features())
-        )
-        once = trainer.model(image, text_features=trainer.classifier_text_features())
-    assert torch.equal(per_batch, once)
-    calls = []
-    refine = trainer.refiner.refine
-    trainer.refiner.refine = lambda t: calls.append(1) or refine(t)
+    images, outputs, refine_calls, asked_local = [], [], [], []
+    inference, refine, encode_image = trainer.model_inference, trainer.refiner.refine, trainer.model.encode_image
+    trainer.model_inference = lambda image: images.append(image) or outputs.append(inference(image)) or outputs[-1]
+    trainer.refiner.refine = lambda t: refine_calls.append(1) or refine(t)
+    trainer.model.encode_image = lambda image, with_local=False: asked_local.append(with_local) or encode_image(
+        image, with_local=with_local)
     trainer.test(split="val")
-    assert len(calls) == 1, "refined text features must be computed once per evaluation"
+    assert len(images) >= 2, "several batches are evaluated"
+    assert len(refine_calls) == 1, "refined text features must be computed once per evaluation"
+    assert asked_local and not any(asked_local), "evaluation must not compute local tokens"
+    trainer.refiner.refine, trainer.model.encode_image = refine, encode_image
+    with torch.no_grad():
+        for image, output in zip(images, outputs):
+            text = trainer.refiner.refine(trainer.model.text_features())  # recomputed per batch
+            per_batch = trainer.model.logits(trainer.model.encode_image(image).global_feature, text)
+            torch.testing.assert_close(output, per_batch, rtol=0, atol=1e-5)
 
 
 def test_cache_survives_save_load_bit_exactly(data_root, tmp_path):

@@ -145,6 +145,24 @@ def test_cache_update_equals_reference(cache_and_tokens, rule, ref):
     assert untouched and set(changed) <= {1, 4, 7}
 
 
+@pytest.mark.parametrize("rule,ref", [("release", ref_update_release), ("paper", ref_update_paper)])
+def test_cache_update_equals_reference_when_best_tokens_go_elsewhere(rule, ref):
+    """Unclustered tokens: for some entry, the token that scores highest against it is assigned to
+    another entry, so normalising by the maximum over ALL tokens (the release) differs from
+    normalising by the maximum over the entry's own tokens."""
+    g = torch.Generator().manual_seed(3)
+    cache = LocalCache(num_entries=6, dim=8, momentum=0.8).double()
+    cache.update_rule = rule
+    tokens = torch.randn(2, 20, 8, generator=g, dtype=torch.float64)
+    before = cache.entries.clone()
+    scores = torch.nn.functional.normalize(tokens.reshape(-1, 8), dim=-1) @ before.t()
+    assign, best = scores.argmax(dim=1), scores.argmax(dim=0)
+    assert any(assign[best[j]] != j and (assign == j).any() for j in range(6)), "the case is exercised"
+    expected = ref(before, tokens.reshape(-1, 8), 0.8)
+    cache.update(tokens)
+    torch.testing.assert_close(cache.entries, expected, **TOL)
+
+
 def test_read_and_aggregation_equal_reference(cache_and_tokens):
     cache, _ = cache_and_tokens
     g = torch.Generator().manual_seed(1)
