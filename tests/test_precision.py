@@ -48,15 +48,15 @@ def test_unknown_precision_is_rejected():
 @pytest.mark.parametrize("prec", ["fp32", "bf16", "fp16"])
 def test_one_epoch_end_to_end_per_precision(data_root, tmp_path, prec):
     out = tmp_path / prec
-    proc = run_train_py([
+    run_train_py([
         "--root", data_root, "--seed", 1, "--trainer", "CoOp_TextRefiner",
         "--dataset-config-file", SYNTHETIC_YAML, "--config-file", TR_YAML, "--output-dir", out,
         "MODEL.BACKBONE.NAME", TINY, "OPTIM.MAX_EPOCH", 1, "DATASET.NUM_SHOTS", 2, "DATALOADER.NUM_WORKERS", 0,
-        "DATALOADER.TRAIN_X.BATCH_SIZE", 8, "TRAINER.COOP.PREC", prec,
+        "DATALOADER.TRAIN_X.BATCH_SIZE", 8, "TRAINER.COOP.PREC", prec, "USE_CUDA", False,
     ])
     log = (out / "log.txt").read_text()
     assert "Finish training" in log and "* accuracy:" in log
     result = json.loads((out / "result.json").read_text())
     assert 0 <= result["accuracy"] <= 100
-    if prec == "fp16":  # no CUDA here: the run says it falls back
-        assert "needs a CUDA device" in proc.stderr
+    if prec == "fp16":  # on the CPU (USE_CUDA False): the run says it falls back, in its log
+        assert "needs a CUDA device" in log

@@ -66,3 +66,49 @@ def test_bad_config_path_is_named(tmp_path):
         capture_output=True, text=True, cwd=REPO,
     )
     assert proc.returncode != 0 and "missing.yaml not found" in proc.stderr
+
+
+def _failing_train_py(args):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("weights", ["path", "name"])
+def test_missing_clip_weights_give_one_line_naming_where_to_put_them(data_root, tmp_path, weights):
+    missing = tmp_path / "ViT-B-16.pt"
+    backbone = ["MODEL.BACKBONE.PATH", missing] if weights == "path" else ["MODEL.BACKBONE.NAME", missing]
+    opts = _opts("base")
+    opts[opts.index("MODEL.BACKBONE.NAME"): opts.index("MODEL.BACKBONE.NAME") + 2] = ["MODEL.BACKBONE.NAME", "ViT-B/16"]
+    proc = _failing_train_py(_common(data_root, tmp_path / "out") + opts + backbone)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and str(missing) in last and "put the" in last and "CLIP weights there" in last
+    assert last in (tmp_path / "out" / "log.txt").read_text()
+
+
+def test_warnings_reach_log_txt(data_root, tmp_path):
+    """PREC fp16 falls back to fp32 on the CPU: the warning is in the run's log, not only on stderr."""
+    out = tmp_path / "out"
+    run_train_py(_common(data_root, out) + _opts("base") + ["OPTIM.MAX_EPOCH", 1, "TRAINER.COOP.PREC", "fp16",
+                                                            "USE_CUDA", False])
+    assert "Warning: UserWarning: PREC fp16 needs a CUDA device" in (out / "log.txt").read_text()
+
+
+def test_zero_shot_clip_evaluates_with_dassl_result_lines(data_root, tmp_path):
+    out = tmp_path / "zs"
+    args = ["--root", data_root, "--seed", 1, "--trainer", "ZeroshotCLIP", "--dataset-config-file", SYNTHETIC_YAML,
+            "--config-file", COOP_YAML, "--output-dir", out, "--eval-only",
+            "MODEL.BACKBONE.NAME", TINY, "DATALOADER.NUM_WORKERS", 0, "DATASET.SUBSAMPLE_CLASSES", "new"]
+    run_train_py(args)
+    log = (out / "log.txt").read_text()
+    assert all(line in log for line in RESULT_LINES)
+    result = json.loads((out / "result.json").read_text())
+    assert result["trainer"] == "ZeroshotCLIP" and result["split"] == "new" and result["num_classes"] == 5
+    reported = float(re.search(r"\* accuracy: (\d+\.\d)%", log).group(1))
+    assert result["accuracy"] == pytest.approx(reported, abs=0.05)

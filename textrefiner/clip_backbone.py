@@ -122,6 +122,11 @@ def load_clip(name: str, path: str = "") -> torch.nn.Module:
         model_file = _weights_file_for(name, path)
     elif os.path.isfile(name):
         model_file = name
+    elif name.endswith((".pt", ".pth")) or os.path.isabs(name) or name.startswith(("./", "../", "~")):
+        raise WeightsNotFoundError(
+            f"MODEL.BACKBONE.NAME {name} is not a file: put the CLIP weights there, or give an OpenAI name "
+            f"{clip.available_models()} (then MODEL.BACKBONE.PATH can point at the file)"
+        )
     else:
         raise ValueError(
             f"MODEL.BACKBONE.NAME {name!r} is neither an OpenAI CLIP name {clip.available_models()}, "

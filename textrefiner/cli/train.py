@@ -13,13 +13,19 @@ import importlib
 import os
 import platform
 import sys
+import warnings
 from typing import List, Optional
 
 import torch
 
 from textrefiner import __version__
+from textrefiner.clip_backbone import WeightsNotFoundError
 from textrefiner.config import get_cfg
+from textrefiner.data.errors import DatasetError
 from textrefiner.framework import FRAMEWORK, build_trainer, set_random_seed, setup_logger
+
+# Errors whose message already says what to do: printed as one line, no traceback.
+USER_ERRORS = (WeightsNotFoundError, DatasetError)
 
 
 def register_plugins() -> None:
@@ -122,14 +128,28 @@ def env_info() -> str:
     return "\n".join(lines)
 
 
+def _show_warning_on_stdout(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings go to stdout, which the logger copies into log.txt (precision fallbacks, fp16 traps)."""
+    print(f"Warning: {category.__name__}: {message}", flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except USER_ERRORS as e:
+        print(f"Error: {e}", flush=True)  # into log.txt too, once the logger is set up
+        raise SystemExit(1) from None
+
+
+def run(args: argparse.Namespace) -> None:
     register_plugins()
     cfg = setup_cfg(args)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
     setup_logger(cfg.OUTPUT_DIR)
+    warnings.showwarning = _show_warning_on_stdout
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
