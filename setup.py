@@ -30,6 +30,8 @@ setup(
         "torch>=2.0",
         "torchvision",
         "yacs",
+        # the sweep reads its YAML files itself (yacs also needs it)
+        "pyyaml",
         "clip-anytorch>=2.6.0",
         "ftfy",
         "regex",

@@ -16,7 +16,8 @@ Every key (all optional):
     gpus: [0, 1]                  # local: one job per listed GPU at a time
     slurm: {slurm_partition: gpu, timeout_min: 600}   # submitit AutoExecutor parameters
     log_dir: output/sweep_logs    # per-job logs and sweep_report.json (default: <output>/sweep_logs)
-    compare: [CoOp, CoOp_TextRefiner]   # the final table puts these two side by side
+    compare: [CoOp, CoOp_TextRefiner]   # the final table: A and B side by side, with B-A; default
+                                  # with two trainers: the baseline as A, its TextRefiner variant as B
 """
 import os
 import os.path as osp
@@ -73,7 +74,9 @@ class SweepSettings:
         self.gpus = [str(g) for g in self.gpus]
         self.log_dir = self.log_dir or osp.join(self.output, "sweep_logs")
         if self.compare is None and len(self.trainers) == 2:
-            self.compare = list(self.trainers)
+            # the baseline first (A) and its TextRefiner variant second (B), whatever order the
+            # trainers run in (the host lists CoOp_TextRefiner first): B-A is TextRefiner's gain
+            self.compare = sorted(self.trainers, key=lambda t: t.endswith("_TextRefiner"))
         return self
 
     def jobs(self) -> List[Job]:
