@@ -1,7 +1,7 @@
 """The benchmark's figures as ratios against the targets, and as Markdown tables."""
 from typing import List
 
-from benchmarks.workloads import COOP, REFINER, RELEASE, TOTAL, Variant
+from benchmarks.workloads import COOP, MAPLE, MAPLE_REFINER, REFINER, RELEASE, TOTAL, Variant
 
 
 def chunked(args) -> Variant:
@@ -41,6 +41,11 @@ def ratios(results: dict, args) -> List[dict]:
             REFINER, RELEASE, c, (">=", 2.5) if c == large and c != small else None)
         add("peak training memory ratio ours / release-style (CoOp_TextRefiner)", train, "peak_mb", REFINER,
             RELEASE, c, ("<=", 0.5) if c == large and c != small else None)
+        add("evaluation images/s ratio MaPLe_TextRefiner / MaPLe", evaluation, "images_per_s", MAPLE_REFINER, MAPLE,
+            c, (">=", 0.99))
+        add("training step time ratio MaPLe_TextRefiner / MaPLe", train, "step_s", MAPLE_REFINER, MAPLE, c,
+            ("<=", 1.15))
+        add("peak training memory ratio MaPLe_TextRefiner / MaPLe", train, "peak_mb", MAPLE_REFINER, MAPLE, c)
         if args.chunk and c > args.chunk:
             add(f"peak training memory ratio TEXT_CHUNK_SIZE {args.chunk} / unchunked", train, "peak_mb",
                 chunked(args), REFINER, c)

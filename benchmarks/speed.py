@@ -1,6 +1,6 @@
-"""Speed and memory: CoOp vs CoOp_TextRefiner, and our path vs the authors' release.
+"""Speed and memory: CoOp vs CoOp_TextRefiner, MaPLe vs MaPLe_TextRefiner, and our path vs the authors' release.
 
-    python benchmarks/speed.py                  # random:ViT-B/16, batch 32, 50 and 1000 classes (CPU: 15-20 min)
+    python benchmarks/speed.py                  # random:ViT-B/16, batch 32, 50 and 1000 classes (2 CPU cores: ~35 min, --no-maple ~15)
     python benchmarks/speed.py --quick          # random:tiny and tiny sizes: seconds (CI runs this)
     python benchmarks/speed.py --device cuda    # on a GPU (add --release-max-classes 1000 if memory allows)
     python benchmarks/speed.py --json speed.json
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import chunked, markdown, ratios  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
-    COOP, CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MALLOC_ENV, REFINER, RELEASE, Variant, build_trainer, class_names,
+    COOP, CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MALLOC_ENV, MAPLE, MAPLE_REFINER, REFINER, RELEASE, Variant, build_trainer, class_names,
     cpu_memory_supported, data_loading_seconds, eval_batch, eval_text_features, peak_memory_mb,
     profile_textrefiner_step, seconds, synthetic_batch, train_step,
 )
@@ -63,6 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=9, help="at most this many timed rounds per comparison")
     p.add_argument("--budget", type=float, default=150.0,
                    help="seconds of timed rounds per comparison (at least one round)")
+    p.add_argument("--no-maple", action="store_true", help="leave out MaPLe vs MaPLe_TextRefiner")
     p.add_argument("--max-words", type=int, default=8, help="synthetic class names have 1..N words")
     p.add_argument("--json", default="", help="also write all figures to this JSON file")
     p.add_argument("--quick", action="store_true", help="tiny backbone and sizes: a smoke run in seconds")
@@ -112,6 +113,8 @@ def memory_configs(args) -> List[tuple]:
         configs += [(COOP, c), (REFINER, c)]
         if args.chunk and c > args.chunk:
             configs.append((chunked(args), c))
+        if not args.no_maple:
+            configs += [(MAPLE, c), (MAPLE_REFINER, c)]
     configs += [(RELEASE, c) for c in release_train_classes(args)]
     return configs
 
@@ -162,7 +165,7 @@ def memory_results(probe: Optional[subprocess.Popen]) -> Dict[tuple, float]:
 
 
 def measure_classes(bench: Bench, n_classes: int, results: dict) -> None:
-    """Training and evaluation comparisons at one number of classes, then the step profile."""
+    """Training and evaluation comparisons at one number of classes (CoOp's, then MaPLe's), then the step profile."""
     args = bench.args
     train_variants = [COOP, REFINER]
     if args.chunk and n_classes > args.chunk:
@@ -174,6 +177,11 @@ def measure_classes(bench: Bench, n_classes: int, results: dict) -> None:
     results["meta"]["text_positions"][str(n_classes)] = trainers[COOP].model.prompt_learner.text_length
     measure_training(bench, {v: trainers[v] for v in train_variants}, batch, results)
     measure_evaluation(bench, {v: trainers[v] for v in (COOP, REFINER, RELEASE)}, batch["img"], results)
+    if not args.no_maple:
+        maple = {v: bench.trainer(v, n_classes) for v in (MAPLE, MAPLE_REFINER)}
+        measure_training(bench, maple, batch, results)
+        measure_evaluation(bench, maple, batch["img"], results)
+        del maple
     # Last: the profile instruments its trainer for good.
     results["profile"][str(n_classes)] = profile_textrefiner_step(trainers[REFINER], batch, bench.device)
 
@@ -189,7 +197,7 @@ def measure_training(bench: Bench, trainers: dict, batch: dict, results: dict, a
 
 def measure_evaluation(bench: Bench, trainers: dict, image: torch.Tensor, results: dict) -> None:
     args = bench.args
-    n_classes = len(trainers[COOP].dm.dataset.classnames)
+    n_classes = len(next(iter(trainers.values())).dm.dataset.classnames)
     features = {v: eval_text_features(t) for v, t in trainers.items() if not v.release_style}
     tasks = {}
     for v, t in trainers.items():

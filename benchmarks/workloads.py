@@ -27,6 +27,7 @@ from .release_style import make_release_style, release_eval_batch
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "vit_b16_ep10_ctxv1.yaml"  # the shipped CoOp / CoOp_TextRefiner configs ("a photo of a", SGD)
+MAPLE_CONFIG = "vit_b16_c2_ep5_batch4_2ctx.yaml"  # the shipped MaPLe / MaPLe_TextRefiner base-to-novel configs
 
 # Common one-token words for synthetic class names.
 WORDS = (
@@ -41,12 +42,15 @@ class Variant:
     label: str
     trainer: str  # registered trainer name
     release_style: bool = False
-    chunk_size: int = 0  # TRAINER.COOP.TEXT_CHUNK_SIZE
+    chunk_size: int = 0  # TRAINER.COOP.TEXT_CHUNK_SIZE and TRAINER.MAPLE.TEXT_CHUNK_SIZE
+    config: str = CONFIG  # file name under configs/trainers/<trainer>/
 
 
 COOP = Variant("CoOp", "CoOp")
 REFINER = Variant("CoOp_TextRefiner", "CoOp_TextRefiner")
 RELEASE = Variant("CoOp_TextRefiner, release-style", "CoOp_TextRefiner", release_style=True)
+MAPLE = Variant("MaPLe", "MaPLe", config=MAPLE_CONFIG)
+MAPLE_REFINER = Variant("MaPLe_TextRefiner", "MaPLe_TextRefiner", config=MAPLE_CONFIG)
 
 
 def class_names(count: int, max_words: int, seed: int = 0) -> List[str]:
@@ -60,13 +64,17 @@ def class_names(count: int, max_words: int, seed: int = 0) -> List[str]:
     return names
 
 
-def make_cfg(variant: Variant, backbone: str, prec: str):
+def make_cfg(variant: Variant, backbone: str, prec: str, layers: int = 0):
+    """The variant's shipped config on ``backbone``; ``layers``: the backbone's transformer depth,
+    which caps MaPLe's prompt depth (9 in the config; the tiny test CLIP has fewer blocks)."""
     cfg = get_cfg()
-    cfg.merge_from_file(str(REPO / "configs" / "trainers" / variant.trainer / CONFIG))
+    cfg.merge_from_file(str(REPO / "configs" / "trainers" / variant.trainer / variant.config))
     cfg.MODEL.BACKBONE.NAME = backbone
     cfg.TRAINER.NAME = variant.trainer
-    cfg.TRAINER.COOP.PREC = prec
-    cfg.TRAINER.COOP.TEXT_CHUNK_SIZE = variant.chunk_size
+    cfg.TRAINER.COOP.PREC = cfg.TRAINER.MAPLE.PREC = prec
+    cfg.TRAINER.COOP.TEXT_CHUNK_SIZE = cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = variant.chunk_size
+    if layers:
+        cfg.TRAINER.MAPLE.PROMPT_DEPTH = min(cfg.TRAINER.MAPLE.PROMPT_DEPTH, layers)
     cfg.freeze()
     return cfg
 
@@ -80,7 +88,8 @@ def build_trainer(variant: Variant, clip_model, backbone: str, classnames: List[
     cls = TRAINER_REGISTRY.get(variant.trainer)
     trainer = cls.__new__(cls)
     TrainerBase.__init__(trainer)
-    trainer.cfg = make_cfg(variant, backbone, prec)
+    layers = min(clip_model.transformer.layers, clip_model.visual.transformer.layers)
+    trainer.cfg = make_cfg(variant, backbone, prec, layers)
     trainer.device = device
     trainer.dm = SimpleNamespace(dataset=SimpleNamespace(classnames=list(classnames)))
     trainer.precision = Precision(prec, device)

@@ -152,10 +152,16 @@ def test_fp16_clip_keeps_the_release_dtypes(tiny_clip):
     assert logits.dtype == torch.float16 and all(p.grad is not None for p in pl.parameters())
 
 
-@pytest.mark.parametrize("n_ctx", [2, 4])
-def test_truncated_text_encoding_equals_full(deep_clip, n_ctx):
+MANY_NAMES = CLASSNAMES + [f"{word} thing {i}" for i, word in enumerate(["odd", "blue green", "x"] * 25)]
+
+
+@pytest.mark.parametrize("n_ctx,names,chunk", [(2, CLASSNAMES, 0), (4, CLASSNAMES, 0), (2, MANY_NAMES, 0),
+                                               (2, MANY_NAMES, 7)])
+def test_truncated_text_encoding_equals_full(deep_clip, n_ctx, names, chunk):
+    """Each prompt up to its own EOT (in length groups, or chunks) equals all 77 positions."""
     torch.manual_seed(2)
-    model = MaPLeCLIP(MultiModalPromptLearner(CLASSNAMES, deep_clip, n_ctx=n_ctx, depth=4), deep_clip)
+    model = MaPLeCLIP(MultiModalPromptLearner(names, deep_clip, n_ctx=n_ctx, depth=4), deep_clip,
+                      text_chunk_size=chunk)
     pl = model.prompt_learner
     image = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
@@ -164,6 +170,28 @@ def test_truncated_text_encoding_equals_full(deep_clip, n_ctx):
         cut = model.logits(features, model.text_features(truncate=True))
         uncut = model.logits(features, model.text_features(truncate=False))
     assert (cut - uncut).abs().max() <= 1e-5
+
+
+def test_chunked_text_encoding_gives_the_same_gradients(deep_clip):
+    """TRAINER.MAPLE.TEXT_CHUNK_SIZE: checkpointed chunks, same features and prompt gradients."""
+    grads = {}
+    for chunk in (0, 7):
+        torch.manual_seed(3)
+        model = MaPLeCLIP(MultiModalPromptLearner(MANY_NAMES, deep_clip, n_ctx=2, depth=3), deep_clip,
+                          text_chunk_size=chunk)
+        assert model.text_encoder.chunk_size == chunk
+        target = torch.randn(len(MANY_NAMES), deep_clip.text_projection.shape[1], generator=torch.Generator().manual_seed(4))
+        (model.text_features() * target).sum().backward()
+        grads[chunk] = {n: p.grad.clone() for n, p in model.prompt_learner.named_parameters() if p.grad is not None}
+    assert set(grads[0]) == set(grads[7]) and {"ctx", "deep_ctx"} <= set(grads[0])
+    for name, grad in grads[0].items():
+        atol = max(1e-6, 1e-5 * float(grad.abs().max()))  # float rounding of a differently blocked matmul
+        torch.testing.assert_close(grads[7][name], grad, rtol=1e-5, atol=atol, msg=name)
+
+
+def test_text_chunk_size_reaches_the_maple_trainers(data_root, tmp_path):
+    trainer = build(maple_cfg(data_root, tmp_path, trainer="MaPLe", opts=["TRAINER.MAPLE.TEXT_CHUNK_SIZE", 2]))
+    assert trainer.model.text_encoder.chunk_size == 2
 
 
 def test_invalid_depth_and_context_fail_with_the_fix(tiny_clip):

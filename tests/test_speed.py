@@ -171,7 +171,8 @@ def test_benchmark_quick_run_prints_its_tables(tmp_path):
     ratio_lines = [line for line in rows if " ratio " in line]
     assert len(ratio_lines) == len(results["ratios"]) >= 10
     names = " ".join(r["name"] for r in results["ratios"])
-    for comparison in ("CoOp_TextRefiner / CoOp", "ours / release-style", "peak training memory", "TEXT_CHUNK_SIZE"):
+    for comparison in ("CoOp_TextRefiner / CoOp", "MaPLe_TextRefiner / MaPLe", "ours / release-style",
+                       "peak training memory", "TEXT_CHUNK_SIZE"):
         assert comparison in names
     assert all(r["value"] is None or r["value"] >= 0 for r in results["ratios"])
     assert all(r["value"] > 0 for r in results["ratios"] if "time" in r["name"] or "images/s" in r["name"])

@@ -46,6 +46,9 @@ def add_maple_config(cfg: CN) -> None:
     cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16 (MaPLe default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
     # J: layers 1..J of both towers get prompts (1 = shallow MaPLe); at most the CLIP's layer count (12 for ViT-B)
     cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9
+    # Encode the class prompts this many at a time, each chunk checkpointed in training (0 = all
+    # at once); as TRAINER.COOP.TEXT_CHUNK_SIZE (not a MaPLe release key)
+    cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = 0
 
 
 def add_textrefiner_config(cfg: CN) -> None:

@@ -10,7 +10,7 @@ def build_maple_model(cfg, classnames, clip_model) -> MaPLeCLIP:
     prompt_learner = MultiModalPromptLearner(
         classnames, clip_model, n_ctx=m.N_CTX, ctx_init=m.CTX_INIT, depth=m.PROMPT_DEPTH
     )
-    return MaPLeCLIP(prompt_learner, clip_model)
+    return MaPLeCLIP(prompt_learner, clip_model, text_chunk_size=m.TEXT_CHUNK_SIZE)
 
 
 @TRAINER_REGISTRY.register()

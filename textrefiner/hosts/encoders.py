@@ -92,6 +92,34 @@ def causal_mask(length: int, device=None) -> torch.Tensor:
     return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
 
+def _replace_rows(x: torch.Tensor, start: int, prompts: torch.Tensor) -> torch.Tensor:
+    """``x`` (L, N, W) with rows ``start .. start + n - 1`` replaced by ``prompts`` (n, W) for every N."""
+    rows = prompts.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
+    return torch.cat([x[:start], rows, x[start + prompts.shape[0]:]], dim=0)
+
+
+def prompted_blocks(
+    blocks: Sequence[nn.Module],
+    x: torch.Tensor,
+    deep_prompts: torch.Tensor,
+    start: int,
+    attn_mask: Optional[torch.Tensor] = None,
+    need_last_weights: bool = False,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Run CLIP blocks on ``x`` (L, N, W); before block i (1 <= i <= len(deep_prompts))
+    rows ``start ..`` are overwritten by ``deep_prompts[i - 1]`` (n, W).
+
+    Returns the last block's output and, if ``need_last_weights``, its attention (N, L, L).
+    """
+    weights = None
+    last = len(blocks) - 1
+    for i, block in enumerate(blocks):
+        if 1 <= i <= deep_prompts.shape[0]:
+            x = _replace_rows(x, start, deep_prompts[i - 1])
+        x, weights = residual_block(block, x, attn_mask=attn_mask, need_weights=need_last_weights and i == last)
+    return x, weights
+
+
 # Prompts of one length are batched with longer ones until a batch has this many: smaller
 # batches make matmuls too skinny to be worth the positions they save (measured on a CPU).
 MIN_GROUP_SIZE = 32
@@ -152,12 +180,15 @@ class TextEncoder(nn.Module):
         tokenized_prompts: torch.Tensor,
         truncate: bool = True,
         eot_positions: Optional[Sequence[int]] = None,
+        deep_prompts: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """``prompts`` (C, L, W) token embeddings, ``tokenized_prompts`` (C, L) ids -> (C, d).
 
         ``truncate``: run each prompt up to its own EOT token (False: every given position).
         ``eot_positions``: the prompts' EOT positions when the caller has them on the host;
         otherwise they are read back from the device (one synchronisation).
+        ``deep_prompts``: (J - 1, n, W) prompts overwriting positions 1 .. n before blocks
+        2 .. J (MaPLe's deep text prompts); None: plain CLIP blocks.
         """
         eot = tokenized_prompts.argmax(dim=-1)
         if not truncate:
@@ -166,27 +197,35 @@ class TextEncoder(nn.Module):
             eot_positions = eot.tolist()
         groups = length_groups(eot_positions, self.chunk_size)
         if len(groups) == 1:
-            return self.encode(prompts[:, : groups[0][1]], eot)
+            return self.encode(prompts[:, : groups[0][1]], eot, deep_prompts)
         checkpointed = self.chunk_size > 0 and torch.is_grad_enabled()
         outputs, order = [], []
         for indices, length in groups:
             index = torch.tensor(indices, device=prompts.device)
             group = (prompts[:, :length].index_select(0, index), eot.index_select(0, index))
             # Checkpointed, a chunk keeps only its inputs and output for backward.
-            encoded = checkpoint(self.encode, *group, use_reentrant=False) if checkpointed else self.encode(*group)
+            if checkpointed:
+                encoded = checkpoint(self.encode, *group, deep_prompts, use_reentrant=False)
+            else:
+                encoded = self.encode(*group, deep_prompts)
             outputs.append(encoded)
             order += indices
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[order] = torch.arange(len(order))
         return torch.cat(outputs).index_select(0, inverse.to(prompts.device))
 
-    def encode(self, prompts: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, prompts: torch.Tensor, eot: torch.Tensor, deep_prompts: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """All positions of ``prompts`` (C, L, W) through the transformer; features at ``eot`` (C,) -> (C, d)."""
         length = prompts.shape[1]
         x = prompts + self.positional_embedding[:length].type(self.dtype)
         x = x.permute(1, 0, 2)
         mask = causal_mask(length, x.device)
-        for block in self.transformer.resblocks:
-            x, _ = residual_block(block, x, attn_mask=mask)
+        if deep_prompts is None:
+            for block in self.transformer.resblocks:
+                x, _ = residual_block(block, x, attn_mask=mask)
+        else:
+            x, _ = prompted_blocks(self.transformer.resblocks, x, deep_prompts, 1, attn_mask=mask)
         x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection

@@ -16,45 +16,22 @@ token. Everything of CLIP stays frozen; the forwards below replay CLIP's towers 
 by block with the modules of ``encoders.py``.
 """
 import copy
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from .coop import CoOpCLIP, PromptLearner
-from .encoders import ImageEncoder, TextEncoder, VisualOutput, causal_mask, residual_block
-
-
-def _replace_rows(x: torch.Tensor, start: int, prompts: torch.Tensor) -> torch.Tensor:
-    """``x`` (L, N, W) with rows ``start .. start + n - 1`` replaced by ``prompts`` (n, W) for every N."""
-    rows = prompts.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
-    return torch.cat([x[:start], rows, x[start + prompts.shape[0]:]], dim=0)
-
-
-def prompted_blocks(
-    blocks: Sequence[nn.Module],
-    x: torch.Tensor,
-    deep_prompts: torch.Tensor,
-    start: int,
-    attn_mask: Optional[torch.Tensor] = None,
-    need_last_weights: bool = False,
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Run CLIP blocks on ``x`` (L, N, W); before block i (1 <= i <= len(deep_prompts))
-    rows ``start ..`` are overwritten by ``deep_prompts[i - 1]`` (n, W).
-
-    Returns the last block's output and, if ``need_last_weights``, its attention (N, L, L).
-    """
-    weights = None
-    last = len(blocks) - 1
-    for i, block in enumerate(blocks):
-        if 1 <= i <= deep_prompts.shape[0]:
-            x = _replace_rows(x, start, deep_prompts[i - 1])
-        x, weights = residual_block(block, x, attn_mask=attn_mask, need_weights=need_last_weights and i == last)
-    return x, weights
+from .encoders import ImageEncoder, TextEncoder, VisualOutput, prompted_blocks
 
 
 def encode_text(
-    encoder: TextEncoder, prompts: torch.Tensor, tokenized_prompts: torch.Tensor, deep_prompts: torch.Tensor
+    encoder: TextEncoder,
+    prompts: torch.Tensor,
+    tokenized_prompts: torch.Tensor,
+    deep_prompts: torch.Tensor,
+    truncate: bool = True,
+    eot_positions: Optional[Sequence[int]] = None,
 ) -> torch.Tensor:
     """Text features (C, d) at the EOT token with MaPLe's deeper text prompts.
 
@@ -64,13 +41,11 @@ def encode_text(
             the mask is causal, so the features are those of all 77 positions.
         tokenized_prompts: (C, 77) token ids (the EOT token has the largest id).
         deep_prompts: (J - 1, n_ctx, W) prompts of layers 2 .. J.
+        truncate, eot_positions: as for ``TextEncoder`` (each prompt up to its own EOT, in
+            length groups or the encoder's checkpointed chunks).
     """
-    eot = tokenized_prompts.argmax(dim=-1)
-    length = prompts.shape[1]
-    x = (prompts + encoder.positional_embedding[:length].type(encoder.dtype)).permute(1, 0, 2)
-    x, _ = prompted_blocks(encoder.transformer.resblocks, x, deep_prompts, 1, attn_mask=causal_mask(length, x.device))
-    x = encoder.ln_final(x.permute(1, 0, 2)).type(encoder.dtype)
-    return x[torch.arange(x.shape[0], device=x.device), eot] @ encoder.text_projection
+    return encoder(prompts, tokenized_prompts, truncate=truncate, eot_positions=eot_positions,
+                   deep_prompts=deep_prompts)
 
 
 def encode_image(
@@ -175,7 +150,8 @@ class MaPLeCLIP(CoOpCLIP):
         positions up to the last EOT token only (same features, less work)."""
         pl = self.prompt_learner
         prompts = pl(pl.text_length if truncate else None)
-        features = encode_text(self.text_encoder, prompts, pl.tokenized_prompts, pl.deep_text_prompts())
+        features = encode_text(self.text_encoder, prompts, pl.tokenized_prompts, pl.deep_text_prompts(),
+                               truncate=truncate, eot_positions=pl.eot_positions)
         return features / features.norm(dim=-1, keepdim=True)
 
     def encode_image(self, image: torch.Tensor, with_local: bool = False) -> VisualOutput:
