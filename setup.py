@@ -1,4 +1,4 @@
-"""Install TextRefiner for Dassl: the `textrefiner` library and the `trainers` package."""
+"""Install TextRefiner for Dassl: the `textrefiner` library (trainers, configs and launchers' entry points included)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -24,7 +24,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(include=["textrefiner", "textrefiner.*", "trainers", "trainers.*"]),
+    packages=find_packages(include=["textrefiner", "textrefiner.*"]),
     install_requires=[
         # torch is deliberately not pinned: each platform gets its own build.
         "torch>=2.0",

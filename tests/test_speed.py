@@ -15,7 +15,7 @@ from conftest import REPO, TINY, build, make_cfg, one_batch
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 from textrefiner.hosts.encoders import MIN_GROUP_SIZE, length_groups
 from textrefiner.modeling import LocalCache, TextRefiner
-from trainers.zsclip import ZeroshotModel
+from textrefiner.trainers.zsclip import ZeroshotModel
 
 LOGIT_TOL = 1e-5  # max abs difference on logits (scale ~100), fp32
 NAMES = class_names(12, 8)

@@ -3,7 +3,7 @@
 Layers (imports point downwards only): ``framework`` (real Dassl or the built-in
 engine), ``modeling`` (pure nn.Modules of the method), ``hosts`` (CoOp, MaPLe,
 PromptKD prompt learners and encoders over CLIP's modules), ``clip_backbone``,
-``data`` and ``results``. Trainers live in the top-level ``trainers`` package.
+``data``, ``results`` and ``trainers`` (the Dassl trainers; importing it registers them).
 """
 
 __version__ = "0.1.0"

@@ -1,2 +1,7 @@
-"""Trainers of this project; importing the package registers them in the framework's TRAINER_REGISTRY."""
-from . import coop, coop_textrefiner, maple, maple_textrefiner, zsclip  # noqa: F401
+"""This repository's trainers at the top level, where CoOp-family users look for them.
+
+A thin re-export: the trainers live in the installed library (``textrefiner.trainers``),
+and this folder is not installed, so it never clashes with a checkout's own ``trainers``.
+"""
+from textrefiner.trainers import *  # noqa: F401,F403
+from textrefiner.trainers import __all__  # noqa: F401

@@ -29,14 +29,8 @@ USER_ERRORS = (WeightsNotFoundError, DatasetError)
 
 
 def register_plugins() -> None:
-    """Import the dataset readers and the ``trainers`` package so they register.
-
-    ``trainers`` sits above this library (it imports it), so it is imported by name
-    at run time, as Dassl's ``train.py`` imports CoOp's trainers.
-    """
-    import textrefiner.data  # noqa: F401
-
-    importlib.import_module("trainers")
+    """Import the trainers and dataset readers so they register (names already taken are kept)."""
+    importlib.import_module("textrefiner.trainers")
 
 
 def build_parser() -> argparse.ArgumentParser:

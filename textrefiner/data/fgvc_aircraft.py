@@ -8,7 +8,7 @@ in ``images/<image id>.jpg``.
 import os.path as osp
 from typing import Dict, List
 
-from ..framework import DATASET_REGISTRY
+from ..framework import register_dataset
 from .base import LAYOUT_HELP, SplitDataset
 from .records import SPLIT_KEYS, Record
 
@@ -31,7 +31,7 @@ def read_list(path: str, labels: Dict[str, int]) -> List[Record]:
     return records
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class FGVCAircraft(SplitDataset):
     dataset_dir = "fgvc_aircraft"
     image_dir = "images"

@@ -21,7 +21,7 @@ import os
 import os.path as osp
 from typing import Dict, List, Tuple
 
-from ..framework import DATASET_REGISTRY
+from ..framework import register_dataset
 from .base import LAYOUT_HELP, SplitDataset
 from .records import Record
 
@@ -116,7 +116,7 @@ class ImageNetFamily(SplitDataset):
         return {"test": scan(image_dir, cls.wnid_classes(root, cls.class_folders(root, image_dir)))}
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class ImageNet(ImageNetFamily):
     dataset_dir = "imagenet"
     image_dir = "images"
@@ -153,7 +153,7 @@ class ImageNet(ImageNetFamily):
         }
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class ImageNetV2(ImageNetFamily):
     dataset_dir = "imagenetv2"
     image_dir = "imagenetv2-matched-frequency-format-val"
@@ -176,7 +176,7 @@ class ImageNetV2(ImageNetFamily):
         return {"test": scan(image_dir, classes)}
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class ImageNetSketch(ImageNetFamily):
     dataset_dir = "imagenet-sketch"
     image_dir = "images"
@@ -185,7 +185,7 @@ class ImageNetSketch(ImageNetFamily):
     folder_aliases = ("sketch",)
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class ImageNetA(ImageNetFamily):
     dataset_dir = "imagenet-adversarial"
     image_dir = "imagenet-a"
@@ -194,7 +194,7 @@ class ImageNetA(ImageNetFamily):
     folder_aliases = ("imagenet-a",)
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class ImageNetR(ImageNetFamily):
     dataset_dir = "imagenet-rendition"
     image_dir = "imagenet-r"

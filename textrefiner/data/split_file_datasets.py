@@ -8,11 +8,11 @@ leave the user's data folder untouched, so instead the error names the file and 
 
 Image counts are those of CoOp's published splits (train / val / test).
 """
-from ..framework import DATASET_REGISTRY
+from ..framework import register_dataset
 from .base import SplitDataset
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class Caltech101(SplitDataset):
     dataset_dir = "caltech-101"
     image_dir = "101_ObjectCategories"
@@ -23,7 +23,7 @@ class Caltech101(SplitDataset):
     folder_aliases = ("caltech_101",)
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class OxfordPets(SplitDataset):
     dataset_dir = "oxford_pets"
     image_dir = "images"
@@ -34,7 +34,7 @@ class OxfordPets(SplitDataset):
     folder_aliases = ("pets", "oxford-iiit-pet")
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class StanfordCars(SplitDataset):
     dataset_dir = "stanford_cars"
     image_dir = ""  # split paths start with cars_train/ or cars_test/
@@ -49,7 +49,7 @@ class StanfordCars(SplitDataset):
         return ("cars_train", "cars_test")
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class OxfordFlowers(SplitDataset):
     dataset_dir = "oxford_flowers"
     image_dir = "jpg"
@@ -60,7 +60,7 @@ class OxfordFlowers(SplitDataset):
     folder_aliases = ("flowers", "flowers102", "oxford_flowers102")
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class Food101(SplitDataset):
     dataset_dir = "food-101"
     image_dir = "images"
@@ -70,7 +70,7 @@ class Food101(SplitDataset):
     downloads = {split_file: "1QK0tGi096I0Ba6kggatX1ee6dJFIcEJl"}
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class SUN397(SplitDataset):
     dataset_dir = "sun397"
     image_dir = "SUN397"
@@ -80,7 +80,7 @@ class SUN397(SplitDataset):
     downloads = {split_file: "1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq"}
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class DescribableTextures(SplitDataset):
     dataset_dir = "dtd"
     image_dir = "images"
@@ -106,7 +106,7 @@ EUROSAT_CLASSNAMES = {
 }
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class EuroSAT(SplitDataset):
     dataset_dir = "eurosat"
     image_dir = "2750"
@@ -127,7 +127,7 @@ class EuroSAT(SplitDataset):
         }
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class UCF101(SplitDataset):
     dataset_dir = "ucf101"
     image_dir = "UCF-101-midframes"  # one middle frame per video clip

@@ -17,7 +17,7 @@ from typing import List, Tuple
 
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..framework import DATASET_REGISTRY, write_json
+from ..framework import register_dataset, write_json
 from .base import SplitDataset
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
@@ -83,7 +83,7 @@ def generate(dataset_dir: str) -> None:
             shutil.rmtree(tmp)
 
 
-@DATASET_REGISTRY.register()
+@register_dataset
 class Synthetic(SplitDataset):
     """Generated shapes dataset (10 classes); created under ``--root`` on first use."""
 

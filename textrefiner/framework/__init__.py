@@ -58,3 +58,18 @@ __all__ = [
 ]
 globals().update({name: getattr(_impl, name) for name in __all__ if name != "FRAMEWORK"})
 del _impl
+
+from .registration import register_if_free  # noqa: E402
+
+
+def register_trainer(cls):
+    """Class decorator: add ``cls`` to TRAINER_REGISTRY unless a user's class holds the name."""
+    return register_if_free(TRAINER_REGISTRY, cls)  # noqa: F821 (set by globals().update above)
+
+
+def register_dataset(cls):
+    """Class decorator: add ``cls`` to DATASET_REGISTRY unless a user's reader holds the name."""
+    return register_if_free(DATASET_REGISTRY, cls)  # noqa: F821
+
+
+__all__ += ["register_trainer", "register_dataset", "register_if_free"]

@@ -3,12 +3,12 @@
 The local tokens are the last vision block's CLS and patch tokens; the appended vision
 prompt tokens are left out of the tokens and of the CLS attention (see ``hosts/maple.py``).
 """
-from textrefiner.framework import TRAINER_REGISTRY
+from textrefiner.framework import register_trainer
 
 from .maple import MaPLe
 from .textrefiner import TextRefinerMixin
 
 
-@TRAINER_REGISTRY.register()
+@register_trainer
 class MaPLe_TextRefiner(TextRefinerMixin, MaPLe):
     """MaPLe + local cache, feature aggregation and alignment; keys under TRAINER.MAPLE and TRAINER.TEXTREFINER."""

@@ -1,7 +1,7 @@
 """``CoOp``: Context Optimization (Zhou et al., IJCV 2022), https://arxiv.org/abs/2109.01134."""
 import torch.nn.functional as F
 
-from textrefiner.framework import TRAINER_REGISTRY, compute_accuracy
+from textrefiner.framework import register_trainer, compute_accuracy
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 
 from .base import PromptTrainer
@@ -20,7 +20,7 @@ def build_coop_model(cfg, classnames, clip_model) -> CoOpCLIP:
     return CoOpCLIP(prompt_learner, clip_model, text_chunk_size=c.TEXT_CHUNK_SIZE)
 
 
-@TRAINER_REGISTRY.register()
+@register_trainer
 class CoOp(PromptTrainer):
     """Learnable prompt context with frozen CLIP; cross-entropy on scaled cosine logits."""
 

@@ -1,5 +1,5 @@
 """``MaPLe``: Multi-modal Prompt Learning (Khattak et al., CVPR 2023), https://arxiv.org/abs/2210.03117."""
-from textrefiner.framework import TRAINER_REGISTRY
+from textrefiner.framework import register_trainer
 from textrefiner.hosts.maple import MaPLeCLIP, MultiModalPromptLearner
 
 from .coop import CoOp
@@ -13,7 +13,7 @@ def build_maple_model(cfg, classnames, clip_model) -> MaPLeCLIP:
     return MaPLeCLIP(prompt_learner, clip_model, text_chunk_size=m.TEXT_CHUNK_SIZE)
 
 
-@TRAINER_REGISTRY.register()
+@register_trainer
 class MaPLe(CoOp):
     """Deep text prompts coupled into deep vision prompts with frozen CLIP; CoOp's training step
     (cross-entropy on scaled cosine logits). Keys under TRAINER.MAPLE.

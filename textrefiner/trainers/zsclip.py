@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from textrefiner.framework import TRAINER_REGISTRY
+from textrefiner.framework import register_trainer
 from textrefiner.hosts.coop import tokenize
 from textrefiner.hosts.encoders import ImageEncoder, TextEncoder
 
@@ -53,7 +53,7 @@ class ZeroshotModel(nn.Module):
         return self.clip_model.logit_scale.exp() * image_features @ text_features.t()
 
 
-@TRAINER_REGISTRY.register()
+@register_trainer
 class ZeroshotCLIP(PromptTrainer):
     """Evaluation only (``train.py --eval-only``); nothing is trained or saved."""
 

@@ -1,0 +1,19 @@
+"""The trainers of this project, as a plug-in for any Dassl setup.
+
+``import textrefiner.trainers`` registers every trainer (and, through
+``textrefiner.data``, every dataset reader) whose name is still free in the
+framework's registries; a name a user's checkout already registered (its own
+``CoOp``, ``MaPLe``, ``OxfordPets``, ...) is left to the user's class. So inside a
+CoOp-family checkout ``CoOp_TextRefiner`` and ``MaPLe_TextRefiner`` appear next to
+the checkout's own trainers; add our config keys with
+``textrefiner.config.add_textrefiner_config(cfg)`` in that checkout's ``extend_cfg``.
+"""
+import textrefiner.data  # noqa: F401  (registers the dataset readers whose names are free)
+
+from .coop import CoOp
+from .coop_textrefiner import CoOp_TextRefiner
+from .maple import MaPLe
+from .maple_textrefiner import MaPLe_TextRefiner
+from .zsclip import ZeroshotCLIP
+
+__all__ = ["CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner", "ZeroshotCLIP"]
