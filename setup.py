@@ -24,7 +24,10 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(include=["textrefiner", "textrefiner.*"]),
+    # configs/ ships inside the package as textrefiner/configs (textrefiner.resources finds it)
+    packages=find_packages(include=["textrefiner", "textrefiner.*"]) + ["textrefiner.configs"],
+    package_dir={"textrefiner.configs": "configs"},
+    package_data={"textrefiner.configs": ["*/*.yaml", "*/*/*.yaml"]},
     install_requires=[
         # torch is deliberately not pinned: each platform gets its own build.
         "torch>=2.0",

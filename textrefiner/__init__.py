@@ -7,3 +7,5 @@ PromptKD prompt learners and encoders over CLIP's modules), ``clip_backbone``,
 """
 
 __version__ = "0.1.0"
+
+from .config import add_textrefiner_config  # noqa: E402,F401  (the one call a foreign train.py needs)

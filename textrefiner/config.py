@@ -1,10 +1,19 @@
 """Every config key this project adds to Dassl's defaults, each with its meaning.
 
-``extend_cfg(cfg)`` is what ``train.py`` calls (CoOp's ``extend_cfg`` under the same
-name); host keys keep their upstream names (``TRAINER.COOP.*``) so upstream YAML
-files work unchanged.
+``add_textrefiner_config(cfg)`` is the one call a CoOp-family ``train.py`` needs (in its
+``extend_cfg``, detectron2's ``add_pointrend_config`` pattern): it adds every key of this
+project that ``cfg`` lacks and leaves the keys it already has (the checkout's own
+``TRAINER.COOP``, ``TRAINER.MAPLE``, ...) as they are. Host keys keep their upstream
+names and defaults (``TRAINER.COOP.*``) so upstream YAML files work unchanged.
+Our trainers check at build that these keys exist (``check_project_keys``).
 """
+from typing import List
+
 from yacs.config import CfgNode as CN
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message says what to change."""
 
 
 def add_data_config(cfg: CN) -> None:
@@ -51,7 +60,7 @@ def add_maple_config(cfg: CN) -> None:
     cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = 0
 
 
-def add_textrefiner_config(cfg: CN) -> None:
+def add_refiner_config(cfg: CN) -> None:
     """``TRAINER.TEXTREFINER.*``: defaults are the authors' release (REFERENCE.md section 2)."""
     cfg.TRAINER.TEXTREFINER = CN()
     cfg.TRAINER.TEXTREFINER.ENABLED = True  # False: the trainer is exactly its host (CoOp, MaPLe, ...)
@@ -70,14 +79,70 @@ def add_textrefiner_config(cfg: CN) -> None:
     cfg.TRAINER.TEXTREFINER.NORMALIZE_REFINED = False
 
 
+#: what each part of the project adds, in order; a new host appends its own function here
+CONFIG_PARTS = (add_data_config, add_backbone_config, add_coop_config, add_maple_config, add_refiner_config)
+
+
+def project_keys() -> CN:
+    """Every key this project adds, on an otherwise empty tree."""
+    cfg = CN()
+    cfg.DATASET = CN()
+    cfg.MODEL = CN()
+    cfg.MODEL.BACKBONE = CN()
+    cfg.TRAINER = CN()
+    for add in CONFIG_PARTS:
+        add(cfg)
+    return cfg
+
+
+def _missing(cfg: CN, keys: CN, prefix: str = "") -> List[str]:
+    missing = []
+    for name, value in keys.items():
+        if name not in cfg:
+            missing.append(prefix + name)
+        elif isinstance(value, CN):
+            missing += _missing(cfg[name], value, f"{prefix}{name}.")
+    return missing
+
+
+def _add_missing(cfg: CN, keys: CN) -> None:
+    for name, value in keys.items():
+        if name not in cfg:
+            cfg[name] = value
+        elif isinstance(value, CN) and isinstance(cfg[name], CN):
+            _add_missing(cfg[name], value)
+
+
+def add_textrefiner_config(cfg: CN) -> CN:
+    """Add every key of this project that ``cfg`` lacks (in place); keys already there keep their
+    values. Call it in your ``train.py``'s ``extend_cfg``, before the YAML files are merged."""
+    frozen = cfg.is_frozen()
+    cfg.defrost()
+    _add_missing(cfg, project_keys())
+    if frozen:
+        cfg.freeze()
+    return cfg
+
+
+def missing_project_keys(cfg: CN) -> List[str]:
+    """The project's keys (dotted names) that ``cfg`` lacks."""
+    return _missing(cfg, project_keys())
+
+
+def check_project_keys(cfg: CN) -> None:
+    """Fail in one line if ``cfg`` was not extended with this project's keys."""
+    missing = missing_project_keys(cfg)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ConfigError(
+            f"The config lacks keys TextRefiner's trainers read ({shown}): call "
+            "textrefiner.config.add_textrefiner_config(cfg) in your train.py's extend_cfg"
+        )
+
+
 def extend_cfg(cfg: CN) -> CN:
     """Add all project keys to a Dassl default config (in place); returns ``cfg``."""
-    add_data_config(cfg)
-    add_backbone_config(cfg)
-    add_coop_config(cfg)
-    add_maple_config(cfg)
-    add_textrefiner_config(cfg)
-    return cfg
+    return add_textrefiner_config(cfg)
 
 
 def get_cfg() -> CN:

@@ -20,37 +20,36 @@ import sys
 import time
 from typing import List, Optional
 
+from textrefiner.protocols.hosts import HOSTS, host_of
+from textrefiner.protocols.steps import dataset_config, trainer_config
+from textrefiner.resources import child_env
 from textrefiner.results import RESULT_FILE, read_result
 from textrefiner.results.render import render
 from textrefiner.results.tables import protocol_summary
 
-DEMO_TRAINERS = ["CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner"]
-TRAINER_CONFIGS = {
-    "CoOp": "configs/trainers/CoOp/vit_b16_ep10_ctxv1.yaml",
-    "CoOp_TextRefiner": "configs/trainers/CoOp_TextRefiner/vit_b16_ep10_ctxv1.yaml",
-    "MaPLe": "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
-    "MaPLe_TextRefiner": "configs/trainers/MaPLe_TextRefiner/vit_b16_c2_ep5_batch4_2ctx.yaml",
-}
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: every host's trainers, each baseline before its TextRefiner variant
+DEMO_TRAINERS = [t for host in HOSTS.values() for t in reversed(host.trainers)]
 SHOTS = 16
-# The MaPLe configs prompt 9 layers; random:tiny has 2 (more is an error, not a silent clamp).
-TINY_OVERRIDES = {t: ["TRAINER.MAPLE.PROMPT_DEPTH", "2"] for t in ("MaPLe", "MaPLe_TextRefiner")}
+
+
+def trainer_config_file(trainer: str) -> str:
+    return trainer_config(trainer, host_of(trainer).configs["base2new"])
 
 
 def available_trainers() -> List[str]:
-    """Demo trainers whose config ships with this checkout and whose class is registered."""
+    """Demo trainers whose class is registered."""
     from textrefiner.cli.train import register_plugins
     from textrefiner.framework import TRAINER_REGISTRY
 
     register_plugins()
     registered = TRAINER_REGISTRY.registered_names()
-    return [t for t in DEMO_TRAINERS if t in registered and osp.exists(osp.join(REPO_ROOT, TRAINER_CONFIGS[t]))]
+    return [t for t in DEMO_TRAINERS if t in registered]
 
 
 def run_train(args: List[str], log_path: str) -> None:
     cmd = [sys.executable, "-m", "textrefiner.cli.train", *args]
     with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env())
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = "".join(f.readlines()[-30:])
@@ -63,8 +62,8 @@ def job_args(
     """train.py arguments: flags first, then the trailing ``KEY VALUE`` overrides."""
     return [
         "--root", root, "--seed", str(seed), "--trainer", trainer,
-        "--dataset-config-file", "configs/datasets/synthetic.yaml",
-        "--config-file", TRAINER_CONFIGS[trainer],
+        "--dataset-config-file", dataset_config("synthetic"),
+        "--config-file", trainer_config_file(trainer),
         "--output-dir", out_dir,
         *extra_flags,
         "MODEL.BACKBONE.NAME", backbone,
@@ -73,7 +72,7 @@ def job_args(
         "DATALOADER.NUM_WORKERS", "0",
         "DATALOADER.TRAIN_X.BATCH_SIZE", "16",
         "TRAIN.PRINT_FREQ", "100",
-        *(TINY_OVERRIDES.get(trainer, []) if backbone == "random:tiny" else []),
+        *(host_of(trainer).tiny_opts if backbone == "random:tiny" else ()),
     ]
 
 

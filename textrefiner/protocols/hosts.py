@@ -1,11 +1,14 @@
-"""The prompt-learning hosts the launchers know: their trainers and their config per protocol.
+"""The prompt-learning hosts: the one entry per host that the launchers, the sweep, the demo
+and the benchmarks read.
 
-A host plugs into the launchers and the sweep with one entry in ``HOSTS`` (its trainer
-names, the first being the default, and the name of the trainer config each protocol
-uses, ``configs/trainers/<Trainer>/<cfg>.yaml``) plus five three-line scripts in
-``scripts/<host>/`` that call ``scripts/protocol.sh <host> <step>``.
+Adding a host (README, "Adding a host"): its modules in ``textrefiner/hosts/<host>.py``; its
+trainers in ``textrefiner/trainers/`` (``@register_trainer``, imported by the package's
+``__init__``); its keys as an ``add_<host>_config`` in ``textrefiner/config.py``, listed in
+``CONFIG_PARTS``; its YAML files in ``configs/trainers/<Trainer>/``; one entry in ``HOSTS``
+below; and the launchers ``scripts/<host>/*.sh``, each one line calling
+``scripts/protocol.sh <host> <step>``.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Tuple
 
 
@@ -16,6 +19,10 @@ class Host:
     trainers: Tuple[str, ...]
     #: protocol ("base2new", "xd", "few_shot") -> trainer config name, unless CFG is set
     configs: Dict[str, str]
+    #: the host's node under TRAINER (its PREC, TEXT_CHUNK_SIZE, ... keys)
+    config_key: str = "COOP"
+    #: overrides the shipped configs need on the 2-layer ``random:tiny`` CLIP (demo, quick checks)
+    tiny_opts: Tuple[str, ...] = field(default=())
 
     @property
     def default_trainer(self) -> str:
@@ -28,6 +35,7 @@ HOSTS: Dict[str, Host] = {
         name="coop",
         trainers=("CoOp_TextRefiner", "CoOp"),
         configs={"base2new": "vit_b16_ep10_ctxv1", "xd": "vit_b16_ep10_ctxv1", "few_shot": "vit_b16_ep10_ctxv1"},
+        config_key="COOP",
     ),
     # MaPLe's release configs; it ships none for few-shot, which uses the base-to-novel one
     "maple": Host(
@@ -38,6 +46,9 @@ HOSTS: Dict[str, Host] = {
             "xd": "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
             "few_shot": "vit_b16_c2_ep5_batch4_2ctx",
         },
+        config_key="MAPLE",
+        # the configs prompt 9 layers; random:tiny has 2 (more is an error, not a silent clamp)
+        tiny_opts=("TRAINER.MAPLE.PROMPT_DEPTH", "2"),
     ),
 }
 
@@ -46,3 +57,12 @@ def get_host(name: str) -> Host:
     if name not in HOSTS:
         raise ValueError(f"Unknown host {name!r}; known hosts: {', '.join(HOSTS)} (textrefiner/protocols/hosts.py)")
     return HOSTS[name]
+
+
+def host_of(trainer: str) -> Host:
+    """The host whose trainers include ``trainer``."""
+    for host in HOSTS.values():
+        if trainer in host.trainers:
+            return host
+    known = ", ".join(t for h in HOSTS.values() for t in h.trainers)
+    raise ValueError(f"No host lists trainer {trainer!r}; known: {known} (textrefiner/protocols/hosts.py)")

@@ -11,7 +11,7 @@ The launchers in ``scripts/<host>/`` run one step; the sweep runs jobs made of s
   (``TEST.FINAL_MODEL best_val``, as the shipped configs do), else the last epoch
   (``--load-epoch``).
 """
-import os
+
 import os.path as osp
 import shlex
 import subprocess
@@ -19,12 +19,13 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, TextIO, Tuple
 
+from ..resources import child_env, config_path
 from ..results.benchmarks import SHOTS, XD_SOURCE
 from ..results.layout import RunKey, run_dir
 from ..results.record import RESULT_FILE, read_result
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN_PY = osp.join(REPO_ROOT, "train.py")
+#: how a step starts training: the installed entry point, so steps run from any folder
+TRAIN_COMMAND = (sys.executable, "-m", "textrefiner.cli.train")
 #: config keys every step sets from its own arguments; an override would mislabel the output folder
 PROTOCOL_KEYS = {
     "DATASET.NUM_SHOTS": "set the number of shots with SHOTS=K (launchers) or shots (sweep)",
@@ -36,23 +37,12 @@ class ModelNotReady(RuntimeError):
     """An evaluation step was asked for before the training it evaluates finished."""
 
 
-def _config(*parts: str) -> str:
-    path = osp.join(REPO_ROOT, "configs", *parts)
-    if not osp.isfile(path):
-        folder = osp.dirname(path)
-        while not osp.isdir(folder):  # an unknown trainer: list the trainers instead
-            folder = osp.dirname(folder)
-        found = sorted(f[:-5] if f.endswith(".yaml") else f for f in os.listdir(folder))
-        raise FileNotFoundError(f"{path} not found; {folder} has: {', '.join(found) or 'nothing'}")
-    return path
-
-
 def dataset_config(dataset: str) -> str:
-    return _config("datasets", f"{dataset}.yaml")
+    return config_path("datasets", f"{dataset}.yaml")
 
 
 def trainer_config(trainer: str, cfg: str) -> str:
-    return _config("trainers", trainer, f"{cfg}.yaml")
+    return config_path("trainers", trainer, f"{cfg}.yaml")
 
 
 def check_opts(opts: Sequence[str]) -> None:
@@ -109,7 +99,7 @@ class Step:
         return flags
 
     def command(self) -> List[str]:
-        return [sys.executable, TRAIN_PY, *self.flags, *self.model_flags(), *self.opts]
+        return [*TRAIN_COMMAND, *self.flags, *self.model_flags(), *self.opts]
 
 
 def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol_opts: Sequence,
@@ -166,4 +156,5 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
     else:
         print(f"Run {step.key.kind}; output to {step.output_dir}", file=out)
     print("$ " + shlex.join(command), file=out, flush=True)
-    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode
+    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None,
+                          env=child_env(env)).returncode

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..protocols import Job
-from ..protocols.steps import REPO_ROOT
+from ..resources import child_env
 from .runner import JobOutcome, log_path, run_job
 
 
@@ -74,10 +74,8 @@ def run_with_submitit(jobs: Sequence[Job], log_dir: str, progress: Progress, clu
         raise RuntimeError(
             "This executor needs submitit: pip install submitit (or pip install -e '.[sweep]')"
         ) from None
-    # submitit's workers unpickle run_job, so they must import this checkout; they inherit our environment
-    path = os.environ.get("PYTHONPATH", "")
-    if REPO_ROOT not in path.split(os.pathsep):
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, path) if p)
+    # submitit's workers unpickle run_job, so they must import this package; they inherit our environment
+    os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     executor = submitit.AutoExecutor(folder=os.path.join(log_dir, "submitit"), cluster=cluster)
     defaults = {"timeout_min": 24 * 60, "name": "textrefiner-sweep"}
     if cluster == "slurm":

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from textrefiner.clip_backbone import load_clip
+from textrefiner.config import check_project_keys
 from textrefiner.framework import (
     FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint, load_pretrained_weights,
 )
@@ -35,6 +36,7 @@ class PromptTrainer(TrainerX):
     host_key = "COOP"
 
     def __init__(self, cfg):
+        check_project_keys(cfg)  # a foreign train.py that skipped add_textrefiner_config fails here, in one line
         self._started = time.time()
         self._eval_text_features: Optional[torch.Tensor] = None
         self.loaded_from = ("", None)
