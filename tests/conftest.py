@@ -94,3 +94,7 @@ def run_train_py(args: List[str], env: Optional[dict] = None, cwd: Path = REPO) 
     )
     assert proc.returncode == 0, f"train.py failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return proc
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of tens of seconds (CI runs it; deselect with -m 'not slow')")

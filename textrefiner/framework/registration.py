@@ -1,18 +1,46 @@
 """Register this project's classes next to a user's own, never over them.
 
 A CoOp-family checkout registers its own ``CoOp``, ``MaPLe``, ``PromptKD``,
-``ZeroshotCLIP`` and dataset readers (``OxfordPets``, ...) in the same registries
-before or after importing this plug-in. Dassl's ``register()`` raises ``KeyError``
-on a name that is taken; ``register_if_free`` keeps whatever holds the name and
-says so once, so importing the plug-in only ever adds names.
+``ZeroshotCLIP`` and dataset readers (``OxfordPets``, ...) in the same registries,
+before or after importing this plug-in. Dassl's ``register()`` raises ``KeyError`` on
+a taken name. So:
+
+* ``register_if_free`` adds our class only if its name is free, and otherwise keeps
+  the user's and says so once;
+* a user's class registered AFTER ours under the same name replaces ours (and says
+  so once) instead of raising, so the import order in the user's ``train.py`` does
+  not matter. A user's class is never replaced.
 """
 from typing import Callable, Set, Tuple
 
 _reported: Set[Tuple[str, str]] = set()
+#: ids of the objects this package registered (a user's subclass of ours is not ours)
+_ours: Set[int] = set()
 
 
-def _holder(registry, name: str):
-    return registry._obj_map.get(name)  # Dassl's Registry and ours both keep _obj_map
+def _note_once(registry, name: str, message: str) -> None:
+    key = (registry._name, name)
+    if key not in _reported:
+        _reported.add(key)
+        print(f"Note: {message}")
+
+
+def _let_users_replace_ours(registry) -> None:
+    """Wrap ``registry._do_register`` (once per registry) so a user's class takes a name from ours."""
+    if getattr(registry, "_textrefiner_yields", False):
+        return
+    original = registry._do_register
+
+    def _do_register(name, obj, force=False):
+        held = registry._obj_map.get(name)
+        if held is not None and held is not obj and id(held) in _ours:
+            _note_once(registry, name, f'"{name}" from {obj.__module__} replaces textrefiner\'s in the '
+                                       f"{registry._name} registry (ours stays importable as {held.__module__}.{name})")
+            force = True
+        original(name, obj, force=force)
+
+    registry._do_register = _do_register
+    registry._textrefiner_yields = True
 
 
 def register_if_free(registry, obj: Callable) -> Callable:
@@ -21,16 +49,13 @@ def register_if_free(registry, obj: Callable) -> Callable:
     Usable as a class decorator. A name held by another object is left alone (the
     user's class wins) and reported once per registry and name.
     """
+    _let_users_replace_ours(registry)
     name = obj.__name__
-    holder = _holder(registry, name)
-    if holder is None:
+    held = registry._obj_map.get(name)  # Dassl's Registry and ours both keep _obj_map
+    if held is None:
         registry.register(obj)
-    elif holder is not obj:
-        key = (registry._name, name)
-        if key not in _reported:
-            _reported.add(key)
-            print(
-                f'Note: "{name}" is already registered in the {registry._name} registry by '
-                f"{holder.__module__}; keeping it (this package's class stays importable as {obj.__module__}.{name})"
-            )
+        _ours.add(id(obj))
+    elif held is not obj:
+        _note_once(registry, name, f'"{name}" is already registered in the {registry._name} registry by '
+                                   f"{held.__module__}; keeping it (ours stays importable as {obj.__module__}.{name})")
     return obj
