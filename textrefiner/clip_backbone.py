@@ -13,6 +13,7 @@
 
 The model comes back in fp32 on the CPU; precision and device are the caller's policy.
 """
+import importlib.util
 import os
 import re
 import sys
@@ -67,18 +68,58 @@ def _pkg_resources_shim() -> types.ModuleType:
     return shim
 
 
+#: the module name clip-anytorch is loaded under when a checkout's own ``clip/`` folder takes ``clip``
+PRIVATE_CLIP = "textrefiner_clip_anytorch"
+
+
+def _installed_clip_dir():
+    """The folder of clip-anytorch's ``clip`` package, or None if the wheel is not installed."""
+    try:
+        from importlib.metadata import PackageNotFoundError, distribution
+
+        return os.path.dirname(os.path.realpath(str(distribution("clip-anytorch").locate_file("clip/__init__.py"))))
+    except (ImportError, PackageNotFoundError):
+        return None
+
+
+def _same_folder(module_file, folder) -> bool:
+    return bool(module_file) and os.path.dirname(os.path.realpath(module_file)) == folder
+
+
 def import_clip():
-    """``import clip`` (clip-anytorch), tolerating a setuptools without pkg_resources."""
-    if "clip" in sys.modules:
-        return sys.modules["clip"]
+    """OpenAI's ``clip`` package from the clip-anytorch wheel, tolerating a setuptools without
+    pkg_resources.
+
+    CoOp-family checkouts ship their own (modified) ``clip/`` folder, which wins ``import clip``
+    when their ``train.py`` runs; MaPLe's, for one, changes ``CLIP``'s constructor. Then the
+    wheel is loaded under a private name, so their code keeps their ``clip`` and ours keeps OpenAI's.
+    """
+    if PRIVATE_CLIP in sys.modules:
+        return sys.modules[PRIVATE_CLIP]
+    wheel = _installed_clip_dir()
+    loaded = sys.modules.get("clip")
+    if loaded is not None and (wheel is None or _same_folder(getattr(loaded, "__file__", None), wheel)):
+        return loaded
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pkg_resources.*")
         try:
             import pkg_resources  # noqa: F401
         except ImportError:
             sys.modules["pkg_resources"] = _pkg_resources_shim()
-        import clip
-    return clip
+        if loaded is None:
+            spec = importlib.util.find_spec("clip")
+            if wheel is None or (spec is not None and _same_folder(spec.origin, wheel)):
+                import clip
+
+                return clip
+        print(f"Note: `import clip` finds another clip package; using clip-anytorch's from {wheel}")
+        spec = importlib.util.spec_from_file_location(
+            PRIVATE_CLIP, os.path.join(wheel, "__init__.py"), submodule_search_locations=[wheel]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PRIVATE_CLIP] = module
+        spec.loader.exec_module(module)
+        return module
 
 
 def default_cache_dir() -> str:

@@ -9,3 +9,7 @@ from .catalog import COOP_DATASETS, coop_dataset  # noqa: F401  (importing it re
 from .errors import DatasetError  # noqa: F401
 from .fewshot import FewShotCache  # noqa: F401
 from .records import read_split_file, subsample_classes  # noqa: F401
+
+from ..framework.registration import report_kept  # noqa: E402
+
+report_kept()

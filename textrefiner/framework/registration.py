@@ -11,9 +11,11 @@ a taken name. So:
   so once) instead of raising, so the import order in the user's ``train.py`` does
   not matter. A user's class is never replaced.
 """
-from typing import Callable, Set, Tuple
+from typing import Callable, Dict, List, Set, Tuple
 
 _reported: Set[Tuple[str, str]] = set()
+#: registry name -> names we left to a user's class, not yet reported
+_kept: Dict[str, List[str]] = {}
 #: ids of the objects this package registered (a user's subclass of ours is not ours)
 _ours: Set[int] = set()
 
@@ -55,7 +57,15 @@ def register_if_free(registry, obj: Callable) -> Callable:
     if held is None:
         registry.register(obj)
         _ours.add(id(obj))
-    elif held is not obj:
-        _note_once(registry, name, f'"{name}" is already registered in the {registry._name} registry by '
-                                   f"{held.__module__}; keeping it (ours stays importable as {obj.__module__}.{name})")
+    elif held is not obj and (registry._name, name) not in _reported:
+        _reported.add((registry._name, name))
+        _kept.setdefault(registry._name, []).append(name)
     return obj
+
+
+def report_kept() -> None:
+    """One line per registry naming the names left to the user's classes since the last report."""
+    for registry_name, names in _kept.items():
+        print(f"Note: keeping the {registry_name} registry's own {', '.join(names)} (registered before "
+              "textrefiner's; ours stay importable from textrefiner.trainers / textrefiner.data)")
+    _kept.clear()

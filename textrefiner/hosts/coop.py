@@ -21,9 +21,7 @@ def tokenize(texts: Sequence[str]) -> torch.Tensor:
 
 def name_lengths(classnames: Sequence[str]) -> List[int]:
     """Number of BPE tokens of each class name."""
-    from clip.simple_tokenizer import SimpleTokenizer
-
-    tokenizer = SimpleTokenizer()
+    tokenizer = import_clip().simple_tokenizer.SimpleTokenizer()
     return [len(tokenizer.encode(name)) for name in classnames]
 
 

@@ -16,4 +16,8 @@ from .maple import MaPLe
 from .maple_textrefiner import MaPLe_TextRefiner
 from .zsclip import ZeroshotCLIP
 
+from textrefiner.framework.registration import report_kept
+
+report_kept()
+
 __all__ = ["CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner", "ZeroshotCLIP"]
