@@ -9,6 +9,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..metrics import macro_f1_score
+
 RESULT_FILE = "result.json"
 # Keys that differ between the runs of one experiment (seeds, folders) and so stay out of the config hash.
 _RUN_SPECIFIC_KEYS = ("OUTPUT_DIR", "RESUME", "SEED")
@@ -61,7 +63,6 @@ def build_record(
     # the sweep) must not pay for importing torch
     import torch
 
-    from ..framework.builtin.evaluator import macro_f1_score
 
     y_true_arr, y_pred_arr = np.asarray(y_true), np.asarray(y_pred)
     accuracy = float(100.0 * np.mean(y_true_arr == y_pred_arr))

@@ -6,6 +6,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from ...metrics import macro_f1_score
+
 
 def compute_accuracy(output: torch.Tensor, target: torch.Tensor, topk=(1,)):
     """Top-k accuracies in percent, as ``dassl.metrics.compute_accuracy``."""
@@ -16,18 +18,6 @@ def compute_accuracy(output: torch.Tensor, target: torch.Tensor, topk=(1,)):
     _, pred = output.topk(maxk, 1, True, True)
     correct = pred.t().eq(target.view(1, -1).expand_as(pred.t()))
     return [correct[:k].reshape(-1).float().sum(0, keepdim=True).mul_(100.0 / batch_size) for k in topk]
-
-
-def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Macro F1 over the labels present in ``y_true``: sklearn's
-    ``f1_score(average="macro", labels=np.unique(y_true))``, which Dassl reports."""
-    scores = []
-    for label in np.unique(y_true):
-        tp = np.sum((y_pred == label) & (y_true == label))
-        fp = np.sum((y_pred == label) & (y_true != label))
-        fn = np.sum((y_pred != label) & (y_true == label))
-        scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
 
 
 class Classification:
