@@ -96,7 +96,8 @@ def write_maple_release(trainer, root: Path, epoch=5):
     state.update({"prompt_learner.token_prefix": pl.token_prefix, "prompt_learner.token_suffix": pl.token_suffix})
     state.update({f"prompt_learner.proj.{k}": v for k, v in pl.couplings[0].state_dict().items()})
     for i, coupling in enumerate(pl.couplings[1:]):
-        state.update({f"prompt_learner.compound_prompt_projections.{i}.{k}": v for k, v in coupling.state_dict().items()})
+        prefix = f"prompt_learner.compound_prompt_projections.{i}"
+        state.update({f"{prefix}.{k}": v for k, v in coupling.state_dict().items()})
     state.update(frozen_clip(trainer.model))
     release_save(root / "MultiModalPromptLearner" / f"model.pth.tar-{epoch}", state, epoch)
     return root
@@ -138,10 +139,12 @@ def test_textrefiner_release_initialises_through_init_weights(textrefiner_releas
     from_folder = build(tr_cfg(data_root, tmp_path / "a", opts=["MODEL.INIT_WEIGHTS", release]))
     assert_same_state(from_folder, original)
     # one file of the release stands for its folder: Memory/ is read beside prompt_learner/
-    from_file = build(tr_cfg(data_root, tmp_path / "b", opts=["MODEL.INIT_WEIGHTS", release / "prompt_learner" / "model.pth.tar-10"]))
+    one_file = release / "prompt_learner" / "model.pth.tar-10"
+    from_file = build(tr_cfg(data_root, tmp_path / "b", opts=["MODEL.INIT_WEIGHTS", one_file]))
     assert_same_state(from_file, original)
     # a plain CoOp takes the context and leaves the head it has no place for
-    coop = build(make_cfg(data_root, "CoOp", str(tmp_path / "c"), config_file=TR_YAML, opts=["MODEL.INIT_WEIGHTS", release]))
+    coop = build(make_cfg(data_root, "CoOp", str(tmp_path / "c"), config_file=TR_YAML,
+                          opts=["MODEL.INIT_WEIGHTS", release]))
     assert torch.equal(coop.model.prompt_learner.ctx, original.model.prompt_learner.ctx)
 
 
@@ -156,7 +159,8 @@ def test_maple_release_evaluates_with_the_original_logits(maple_release, data_ro
 def test_maple_release_starts_maple_textrefiner_with_a_fresh_head(maple_release, data_root, tmp_path):
     original, release, _, _ = maple_release
     plain = build(maple_cfg(data_root, tmp_path / "a", trainer="MaPLe_TextRefiner"))
-    started = build(maple_cfg(data_root, tmp_path / "b", trainer="MaPLe_TextRefiner", opts=["MODEL.INIT_WEIGHTS", release]))
+    started = build(maple_cfg(data_root, tmp_path / "b", trainer="MaPLe_TextRefiner",
+                              opts=["MODEL.INIT_WEIGHTS", release]))
     for k, v in original.model.prompt_learner.state_dict().items():
         assert torch.equal(started.model.prompt_learner.state_dict()[k], v), k
     for k, v in plain.refiner.state_dict().items():
@@ -194,7 +198,8 @@ def test_textrefiner_release_with_other_shapes_refuses(textrefiner_release, data
 def test_release_of_another_architecture_refuses(textrefiner_release, maple_release, data_root, tmp_path):
     _, tr_release, _, _ = textrefiner_release
     maple = build(maple_cfg(data_root, tmp_path / "a"))
-    with pytest.raises(UpstreamCheckpointError, match=r"TextRefiner release \(CoOp variant\).*--trainer CoOp_TextRefiner"):
+    fits = r"TextRefiner release \(CoOp variant\).*--trainer CoOp_TextRefiner"
+    with pytest.raises(UpstreamCheckpointError, match=fits):
         maple.load_model(str(tr_release), epoch=10)
     original, _, _, _ = maple_release
     cocoop = write_maple_release(original, tmp_path / "cocoop")
@@ -202,7 +207,8 @@ def test_release_of_another_architecture_refuses(textrefiner_release, maple_rele
     checkpoint = torch.load(path, weights_only=False)
     checkpoint["state_dict"]["prompt_learner.meta_net.linear1.weight"] = torch.zeros(2, 2)
     torch.save(checkpoint, path)
-    with pytest.raises(UpstreamCheckpointError, match=r'key "prompt_learner\.meta_net\.linear1\.weight" has no counterpart'):
+    unknown = r'key "prompt_learner\.meta_net\.linear1\.weight" has no counterpart'
+    with pytest.raises(UpstreamCheckpointError, match=unknown):
         maple.load_model(str(cocoop), epoch=5)
 
 

@@ -32,7 +32,9 @@ def read_all(src: str, epoch: Optional[int] = None) -> List[ReleaseCheckpoint]:
     if osp.isfile(src):
         release = find_release(src)
         if release is None:
-            raise UpstreamCheckpointError(f'"{src}" is not a TextRefiner or MaPLe release checkpoint: nothing to convert')
+            raise UpstreamCheckpointError(
+                f'"{src}" is not a TextRefiner or MaPLe release checkpoint: nothing to convert'
+            )
         return [release]
     names = [f"model.pth.tar-{epoch}"] if epoch is not None else checkpoint_files(head_folder(src))
     layout = release_layout(src, names[0]) if names else None
