@@ -19,13 +19,14 @@ from typing import List, Optional
 import torch
 
 from textrefiner import __version__
+from textrefiner.checkpoints import UpstreamCheckpointError
 from textrefiner.clip_backbone import WeightsNotFoundError
 from textrefiner.config import ConfigError, get_cfg
 from textrefiner.data.errors import DatasetError
 from textrefiner.framework import FRAMEWORK, build_trainer, set_random_seed, setup_logger
 
 # Errors whose message already says what to do: printed as one line, no traceback.
-USER_ERRORS = (WeightsNotFoundError, DatasetError, ConfigError)
+USER_ERRORS = (WeightsNotFoundError, DatasetError, ConfigError, UpstreamCheckpointError)
 
 
 def register_plugins() -> None:

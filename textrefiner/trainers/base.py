@@ -6,7 +6,9 @@
 * evaluation computes the classifier's text features once per evaluation, under
   ``torch.inference_mode``, and the final evaluation writes ``result.json``;
 * checkpoints are written atomically in Dassl's format; loading ignores the
-  fixed prompt-token buffers older CoOp-family checkpoints carry.
+  fixed prompt-token buffers older CoOp-family checkpoints carry, and ``--model-dir`` /
+  ``MODEL.INIT_WEIGHTS`` also take the TextRefiner and MaPLe releases' checkpoints
+  (``textrefiner.checkpoints``).
 """
 import os
 import os.path as osp
@@ -16,6 +18,7 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
+from textrefiner.checkpoints import init_from_release, load_release_model_dir
 from textrefiner.clip_backbone import load_clip
 from textrefiner.config import check_project_keys
 from textrefiner.framework import (
@@ -91,9 +94,10 @@ class PromptTrainer(TrainerX):
         names = [f"{m}.{n}" for m, module in trainable.items() for n, _ in module.named_parameters()]
         print(f"Parameters to be updated: {names}")
         print(f"# trainable parameters: {sum(p.numel() for m in trainable.values() for p in m.parameters()):,}")
-        if self.cfg.MODEL.INIT_WEIGHTS:
+        init_weights = self.cfg.MODEL.INIT_WEIGHTS
+        if init_weights and not init_from_release(trainable, init_weights):
             for module in trainable.values():
-                load_pretrained_weights(module, self.cfg.MODEL.INIT_WEIGHTS)
+                load_pretrained_weights(module, init_weights)
         self.precision.warn_about_traps(self.cfg.OPTIM.NAME)
         for name, module in trainable.items():
             optim = build_optimizer(module, self.cfg.OPTIM)
@@ -165,6 +169,9 @@ class PromptTrainer(TrainerX):
         """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) for every registered model."""
         if not directory:
             print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        if load_release_model_dir(self._models, directory, epoch):  # the TextRefiner / MaPLe releases' folders
+            self.loaded_from = (directory, epoch)
             return
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         for name in self.get_model_names():
