@@ -12,6 +12,8 @@ Environment (all optional):
     DATA      dataset root (default: ./data)
     OUTPUT    output root (default: ./output)
     SHOTS     shots per class for base2new and xd steps (default: 16)
+    TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
+    OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
 The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
@@ -21,6 +23,7 @@ from typing import List, Optional
 
 from ..results.benchmarks import SHOTS
 from .hosts import get_host
+from .identity import SettingsConflict
 from .steps import ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train
 
 #: step name -> (protocol, builder, positional arguments after the host and step)
@@ -67,9 +70,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             data=os.environ.get("DATA") or "data",
             output=os.environ.get("OUTPUT") or "output",
             opts=tuple(argv[2 + len(names):]),
+            tag=os.environ.get("TAG", ""),
+            overwrite=os.environ.get("OVERWRITE", "") not in ("", "0"),
         )
         raise SystemExit(run_step(build(setup, **kwargs)))
-    except (ValueError, FileNotFoundError, ModelNotReady) as e:
+    except (ValueError, FileNotFoundError, ModelNotReady, SettingsConflict) as e:
         _fail(f"{step}: {e}")
 
 

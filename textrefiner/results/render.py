@@ -5,9 +5,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from .tables import Stat, Summary
+from .tables import AVERAGE, Stat, Summary
 
 FORMATS = ("terminal", "markdown", "csv")
+#: after a value averaged over an incomplete set of seeds or datasets
+PARTIAL_MARK = " (partial)"
 _TABLEFMT = {"terminal": "simple", "markdown": "github"}
 
 
@@ -32,11 +34,14 @@ def compare_table(summary: Summary, a: str, b: str) -> Tuple[List[str], List[lis
     headers = ["Dataset"] + [f"{c} {x}" for c in summary.columns for x in ("(A)", "(B)", "B-A")]
     rows = []
     for row in summary.rows:
-        line = [row]
+        line, partial = [row], False
         for column in summary.columns:
             stat_a, stat_b = summary.get(a, row, column), summary.get(b, row, column)
             delta = stat_b.mean - stat_a.mean if stat_a and stat_b else None
             line += [stat_a and stat_a.mean, stat_b and stat_b.mean, delta]
+            partial = partial or any(s.partial for s in (stat_a, stat_b) if s)
+        if partial and row.startswith(AVERAGE):  # per-dataset gaps are in the notes; averages say so here
+            line[0] += PARTIAL_MARK
         rows.append(line)
     return headers, rows
 
@@ -45,7 +50,8 @@ def _text(value, signed: bool = False) -> str:
     if value is None:
         return "-"
     if isinstance(value, Stat):
-        return f"{value.mean:.2f}" if value.spread is None else f"{value.mean:.2f} +- {value.spread:.2f}"
+        text = f"{value.mean:.2f}" if value.spread is None else f"{value.mean:.2f} +- {value.spread:.2f}"
+        return text + PARTIAL_MARK if value.partial else text
     if isinstance(value, float):
         return f"{value:+.2f}" if signed else f"{value:.2f}"
     return str(value)
@@ -96,6 +102,8 @@ def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[s
         lines.append(f"\nMean +- {spread} over seeds.")
     if summary.legend:
         lines.append(summary.legend)
+    if summary.partial:
+        lines.append(f"PARTIAL: values marked{PARTIAL_MARK} average over an incomplete set (see below).")
     if summary.notes:
         lines += ["", "Missing or incomplete:"] + [f"- {note}" for note in summary.notes]
     return "\n".join(lines) + "\n"
