@@ -19,10 +19,10 @@ import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..results.record import HASH_KEY, RESULT_FILE, SETTINGS_KEY, differences, read_result, same_records
+from ..results.record import (
+    HASH_KEY, RESULT_FILE, SETTINGS_FILE, SETTINGS_KEY, differences, read_result, same_records,
+)
 
-#: written by the launchers before train.py starts: the settings a folder's run was started with
-SETTINGS_FILE = "run_settings.json"
 
 
 class SettingsConflict(RuntimeError):

@@ -27,7 +27,9 @@ from ..results.benchmarks import SHOTS, XD_SOURCE
 from ..results.layout import RunKey, run_dir
 from ..results.record import HASH_KEY, RESULT_FILE, read_result
 from ..results.upstream import upstream_record
-from .identity import SettingsConflict, expected_settings, find_conflict, recorded, same_settings, write_settings
+from .identity import (
+    SETTINGS_FILE, SettingsConflict, expected_settings, find_conflict, recorded, same_settings, write_settings,
+)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN_PY = osp.join(REPO_ROOT, "train.py")
@@ -109,13 +111,14 @@ class Step:
 
     @property
     def record(self) -> Optional[dict]:
-        """This folder's result.json, else what an upstream run left (log.txt and checkpoints),
-        with the settings a launcher started it with if it did."""
+        """This folder's result.json, else what an upstream run left (log.txt and checkpoints).
+        A folder a launcher started (it holds run_settings.json) is finished only with result.json."""
         path = osp.join(self.output_dir, RESULT_FILE)
         if osp.isfile(path):
             return read_result(path)
-        record = upstream_record(self.output_dir, self.evaluates is None)
-        return record and {**record, **(recorded(self.output_dir) or {})}
+        if osp.isfile(osp.join(self.output_dir, SETTINGS_FILE)):
+            return None
+        return upstream_record(self.output_dir, self.evaluates is None)
 
     @property
     def done(self) -> bool:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Iterable, List, Optional
 
 from .layout import RunKey, parse_run_dir
-from .record import RESULT_FILE, read_result
+from .record import RESULT_FILE, SETTINGS_FILE, read_result
 from .upstream import log_record
 
 #: evaluation-only runs: their result follows ``=> result``; training runs' follows ``Finish training``
@@ -38,6 +38,8 @@ def collect_runs(output_root: str, kinds: Optional[Iterable[str]] = None) -> Lis
             continue
         if RESULT_FILE in files:
             record = read_result(osp.join(folder, RESULT_FILE))
+        elif SETTINGS_FILE in files:  # started by our launchers, which always finish with result.json
+            record = None
         else:
             record = log_record(folder, training=key.kind not in EVALUATION_KINDS)
         if record is not None:

@@ -10,6 +10,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 RESULT_FILE = "result.json"
+#: written by the launchers before train.py starts: the settings a folder's run was started with
+SETTINGS_FILE = "run_settings.json"
 #: the record's keys that identify its settings
 HASH_KEY = "config_hash"
 SETTINGS_KEY = "settings"
