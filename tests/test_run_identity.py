@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from launch_helpers import LAUNCH_OPTS, launcher_env
+from launch_helpers import LAUNCH_OPTS, finish_without_training, launcher_env
 from textrefiner.cli.parse_test_res import main as parse_test_res
 from textrefiner.protocols import Setup, run_step
 from textrefiner.protocols.identity import SettingsConflict
@@ -23,16 +23,6 @@ CFG = "vit_b16_ep10_ctxv1"
 OTHER_LR = ("OPTIM.LR", "0.01")
 
 
-def finished(step, accuracy=50.0):
-    """result.json as train.py writes it for ``step`` (its settings), without training."""
-    os.makedirs(step.output_dir, exist_ok=True)
-    record = {"config_hash": step.expected[0], "settings": step.expected[1], "final_model": "best_val",
-              "max_epoch": 1, "accuracy": accuracy}
-    with open(os.path.join(step.output_dir, "result.json"), "w") as f:
-        json.dump(record, f)
-    return record
-
-
 def setups(tmp_path, **kwargs):
     same = Setup("CoOp", CFG, output=str(tmp_path), opts=tuple(LAUNCH_OPTS), **kwargs)
     other = Setup("CoOp", CFG, output=str(tmp_path), opts=(*LAUNCH_OPTS, *OTHER_LR), **kwargs)
@@ -41,7 +31,7 @@ def setups(tmp_path, **kwargs):
 
 def test_same_settings_skip_other_settings_are_refused(tmp_path):
     same, other = setups(tmp_path)
-    finished(few_shot(same, "synthetic", 2, 1))
+    finish_without_training(few_shot(same, "synthetic", 2, 1))
     log = io.StringIO()
     assert run_step(few_shot(same, "synthetic", 2, 1), log) == 0 and "Skip" in log.getvalue()
 
@@ -63,7 +53,7 @@ def test_same_settings_skip_other_settings_are_refused(tmp_path):
 
 def test_an_evaluation_refuses_a_model_trained_with_other_settings(tmp_path):
     same, other = setups(tmp_path)
-    finished(base2new_train(same, "synthetic", 1, 2))
+    finish_without_training(base2new_train(same, "synthetic", 1, 2))
     assert base2new_test(same, "synthetic", 1, 2).command()
     with pytest.raises(SettingsConflict, match="trained with other settings"):
         base2new_test(other, "synthetic", 1, 2).command()
@@ -72,7 +62,7 @@ def test_an_evaluation_refuses_a_model_trained_with_other_settings(tmp_path):
 def test_records_from_other_tools_or_older_code_are_not_conflicts(tmp_path):
     same, _ = setups(tmp_path)
     step = few_shot(same, "synthetic", 2, 1)
-    record = finished(step)
+    record = finish_without_training(step)
     record["settings"]["TRAINER.SOME_KEY_OF_OLDER_CODE"] = 3  # a key only one side has
     record["config_hash"] = "0123456789ab"
     with open(os.path.join(step.output_dir, "result.json"), "w") as f:
