@@ -25,6 +25,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["textrefiner", "textrefiner.*"]),
+    # the paper's Table 1 and Table 2, read by parse_test_res.py --paper
+    package_data={"textrefiner.results": ["paper_tables.csv"]},
     install_requires=[
         # torch is deliberately not pinned: each platform gets its own build.
         "torch>=2.0",

@@ -16,6 +16,11 @@ sweep write into):
 
     python parse_test_res.py output --table base2new [--compare CoOp CoOp_TextRefiner]
     python parse_test_res.py output --table xd | few_shot [--format markdown|csv] [--save t.md t.csv t.png]
+    python parse_test_res.py output --table base2new | xd --paper     # ours beside the paper's numbers
+
+An average over an incomplete set (a missing dataset or seed) is marked in the table and
+makes the exit status 1 unless --accept-partial is given; --multi-exp does the same when an
+experiment has no result.
 """
 import argparse
 import os
@@ -25,6 +30,7 @@ from typing import List, Optional
 import numpy as np
 
 from textrefiner.results.logs import END_OF_TRAINING, START_OF_RESULT, seed_results
+from textrefiner.results.paper import TABLES
 from textrefiner.results.render import FORMATS, render, save
 from textrefiner.results.tables import SUMMARIES, protocol_summary
 
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     tables = p.add_argument_group("tables from result.json files")
     tables.add_argument("--table", choices=sorted(SUMMARIES), help="print this protocol's table")
     tables.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two trainers side by side, with B - A")
+    tables.add_argument("--paper", action="store_true",
+                        help="base2new, xd: our means beside the paper's Table 1 / Table 2, with ours - paper")
     tables.add_argument("--trainers", nargs="+", help="only these trainers")
     tables.add_argument("--cfg", help="only this trainer config name")
     tables.add_argument("--datasets", nargs="+", help="rows to show (default: every dataset found)")
@@ -111,11 +119,15 @@ def _partial(args, what: str) -> int:
 
 
 def print_table(args) -> int:
+    if args.paper and args.table not in TABLES:
+        raise ValueError(f"--paper: the paper has tables for {', '.join(TABLES)} only (no {args.table} table)")
+    if args.paper and (args.keyword != "accuracy" or args.compare):
+        raise ValueError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
     summary = protocol_summary(
         args.directory, args.table, trainers=args.trainers, cfg=args.cfg, metric=args.keyword,
         datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
     )
-    print(render(summary, args.format, args.compare), end="")
+    print(render(summary, args.format, args.compare, paper=args.paper), end="")
     if args.format == "csv":  # keep the CSV on stdout clean; the gaps still get said
         for note in summary.notes:
             print(f"missing or incomplete: {note}", file=sys.stderr)
