@@ -119,3 +119,15 @@ def test_maple_aliases_reach_the_same_step(step, tmp_path):
     proc = subprocess.run(["bash", str(REPO / "scripts" / "maple" / f"{step}_maple.sh")], capture_output=True,
                           text=True, cwd=tmp_path)
     assert proc.returncode == 2 and f"scripts/maple/{step}.sh DATASET SEED" in proc.stderr
+
+
+def test_a_cocoop_yaml_fails_in_one_line_naming_the_fix(tmp_path, capsys):
+    from textrefiner.cli.train import main as train_py
+
+    config = tmp_path / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
+    config.write_text("TRAINER:\n  COCOOP:\n    N_CTX: 4\n    PREC: fp16\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train_py(["--config-file", str(config), "--trainer", "CoOp", "--output-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "Non-existent config key: TRAINER.COCOOP" in out and "configs/trainers/<Trainer>/" in out
