@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-maple", action="store_true", help="leave out MaPLe vs MaPLe_TextRefiner")
     p.add_argument("--max-words", type=int, default=8, help="synthetic class names have 1..N words")
     p.add_argument("--json", default="", help="also write all figures to this JSON file")
-    p.add_argument("--quick", action="store_true", help="tiny backbone and sizes: a smoke run (a minute or two on 2 CPU cores)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny backbone and sizes: a smoke run (a minute or two on 2 CPU cores)")
     p.add_argument("--memory-probe", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:

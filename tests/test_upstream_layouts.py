@@ -92,7 +92,8 @@ def test_few_shot_without_seed_and_coop_main_sh_run_seeds_1_to_3(data_root, tmp_
     assert proc.stdout.count("Skip") == 3
 
     context = ("TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CSC", "False", "TRAINER.COOP.CLASS_TOKEN_POSITION", "end")
-    tagged = Setup("CoOp_TextRefiner", COOP, output=str(out), opts=(*context, *LAUNCH_OPTS), tag="nctx4_cscFalse_ctpend")
+    tagged = Setup("CoOp_TextRefiner", COOP, output=str(out), opts=(*context, *LAUNCH_OPTS),
+                   tag="nctx4_cscFalse_ctpend")
     for seed in (1, 2, 3):
         finish_without_training(few_shot(tagged, "synthetic", SHOTS, seed))
     proc = bash("coop/main.sh", "synthetic", COOP, "end", 4, SHOTS, "False", *LAUNCH_OPTS, env=env, cwd=tmp_path)

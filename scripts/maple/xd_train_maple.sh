@@ -4,7 +4,8 @@
 #   bash scripts/maple/xd_train_maple.sh imagenet SEED [KEY VALUE ...]
 # Runs MaPLe_TextRefiner unless TRAINER=MaPLe is set (MaPLe's own script always runs MaPLe).
 if [ "$#" -lt 2 ] || [ "$1" != imagenet ]; then
-    echo "usage: bash scripts/maple/xd_train_maple.sh imagenet SEED [KEY VALUE ...] (cross-dataset training is on imagenet)" >&2
+    echo "usage: bash scripts/maple/xd_train_maple.sh imagenet SEED [KEY VALUE ...]" >&2
+    echo "(the cross-dataset protocol trains on imagenet)" >&2
     exit 2
 fi
 shift

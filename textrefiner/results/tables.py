@@ -168,7 +168,8 @@ class _Builder:
                 stats = [summary.cells[(method, r, column)] for r in rows if (method, r, column) in summary.cells]
                 if stats:
                     partial = len(stats) < len(rows) or any(s.partial for s in stats)
-                    summary.cells[(method, name, column)] = Stat(float(np.mean([s.mean for s in stats])), partial=partial)
+                    mean = float(np.mean([s.mean for s in stats]))
+                    summary.cells[(method, name, column)] = Stat(mean, partial=partial)
             self._coverage_note(method, name, rows, columns)
 
     def _coverage_note(self, method: str, name: str, rows: Sequence[str], columns: Sequence[str]) -> None:

@@ -106,6 +106,9 @@ def print_table(settings: SweepSettings, save_paths: List[str]) -> None:
         except FileNotFoundError:
             print(f"\nNo finished {settings.protocol} runs with {shots} shots to tabulate yet.")
             continue
+        except ValueError as e:  # e.g. seeds made with different settings: no table rather than a wrong one
+            print(f"\nNo {settings.protocol} table: {e}")
+            continue
         print("\n" + render(summary))
         if settings.compare:
             print(render(summary, compare=settings.compare))
