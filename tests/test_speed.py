@@ -178,8 +178,10 @@ def test_benchmark_quick_run_prints_its_tables(tmp_path):
     for comparison in ("CoOp_TextRefiner / CoOp", "MaPLe_TextRefiner / MaPLe", "ours / release-style",
                        "peak training memory", "TEXT_CHUNK_SIZE"):
         assert comparison in names
-    for ratio in results["ratios"]:  # a number where both sides were measured; met says nothing here
-        assert ratio["value"] is None or (math.isfinite(ratio["value"]) and ratio["value"] >= 0), ratio
+    for ratio in results["ratios"]:  # met says nothing here: tiny sizes on a shared machine
+        assert ratio["value"] is None or math.isfinite(ratio["value"]), ratio
+        # a line extrapolated from two noisy tiny timings can even fall below zero; measured ones cannot
+        assert ratio["value"] is None or ratio["extrapolated"] or ratio["value"] >= 0, ratio
         assert ratio["met"] in (None, True, False), ratio
     assert all(r["value"] is not None for r in results["ratios"] if "time" in r["name"] or "images/s" in r["name"])
     assert all(r.get("peak_mb") is not None for r in results["train"])
