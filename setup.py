@@ -27,7 +27,11 @@ setup(
     # configs/ ships inside the package as textrefiner/configs (textrefiner.resources finds it)
     packages=find_packages(include=["textrefiner", "textrefiner.*"]) + ["textrefiner.configs"],
     package_dir={"textrefiner.configs": "configs"},
-    package_data={"textrefiner.configs": ["*/*.yaml", "*/*/*.yaml"]},
+    package_data={
+        "textrefiner.configs": ["*/*.yaml", "*/*/*.yaml"],
+        # the paper's Table 1 and Table 2, read by parse_test_res.py --paper
+        "textrefiner.results": ["paper_tables.csv"],
+    },
     install_requires=[
         # torch is deliberately not pinned: each platform gets its own build.
         "torch>=2.0",

@@ -1,7 +1,7 @@
 """Speed and memory: CoOp vs CoOp_TextRefiner, MaPLe vs MaPLe_TextRefiner, and our path vs the authors' release.
 
     python benchmarks/speed.py                  # random:ViT-B/16, batch 32, 50 and 1000 classes (2 CPU cores: ~35 min, --no-maple ~15)
-    python benchmarks/speed.py --quick          # random:tiny and tiny sizes: seconds (CI runs this)
+    python benchmarks/speed.py --quick          # random:tiny, tiny sizes: a minute or two on 2 CPU cores (CI runs it)
     python benchmarks/speed.py --device cuda    # on a GPU (add --release-max-classes 1000 if memory allows)
     python benchmarks/speed.py --json speed.json
 
@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-maple", action="store_true", help="leave out MaPLe vs MaPLe_TextRefiner")
     p.add_argument("--max-words", type=int, default=8, help="synthetic class names have 1..N words")
     p.add_argument("--json", default="", help="also write all figures to this JSON file")
-    p.add_argument("--quick", action="store_true", help="tiny backbone and sizes: a smoke run in seconds")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny backbone and sizes: a smoke run (a minute or two on 2 CPU cores)")
     p.add_argument("--memory-probe", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:

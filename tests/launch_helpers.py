@@ -13,3 +13,15 @@ SHOTS = 2
 def launcher_env(data_root: str, output_root) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("TRAINER", "CFG")}
     return {**env, "DATA": data_root, "OUTPUT": str(output_root), "SHOTS": str(SHOTS), "PYTHON": sys.executable}
+
+
+def finish_without_training(step, accuracy: float = 50.0) -> dict:
+    """Write the result.json train.py would write for ``step`` (its settings), without training."""
+    import json
+
+    os.makedirs(step.output_dir, exist_ok=True)
+    record = {"config_hash": step.expected[0], "settings": step.expected[1], "final_model": "best_val",
+              "max_epoch": 1, "accuracy": accuracy}
+    with open(os.path.join(step.output_dir, "result.json"), "w") as f:
+        json.dump(record, f)
+    return record

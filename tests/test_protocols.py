@@ -50,8 +50,9 @@ def test_evaluation_loads_the_model_its_training_kept(tmp_path):
         command = test.command()
         flags = command[command.index("--eval-only"):command.index("DATASET.NUM_SHOTS")]
         assert flags == ["--eval-only", "--model-dir", train_dir, *expected]
-    assert xd_test(setup, "imagenetv2", seed=2).evaluates.output_dir.endswith(os.path.join("xd", "imagenet", "shots_16",
-                                                                                          "CoOp", CFG, "seed2"))
+    # the model of CoCoOp's and MaPLe's cross-dataset scripts: output/imagenet/<Trainer>/<cfg>_<K>shots/seed<S>
+    assert xd_test(setup, "imagenetv2", seed=2).evaluates.output_dir.endswith(os.path.join("imagenet", "CoOp",
+                                                                                          f"{CFG}_16shots", "seed2"))
 
 
 def test_overrides_must_not_change_what_the_protocol_sets():

@@ -2,5 +2,5 @@
 # Base-to-novel, step 1: train on the base classes of DATASET (16 shots) with seed SEED;
 # the final test scores the base classes.
 #   bash scripts/maple/base2new_train.sh DATASET SEED [KEY VALUE ...]
-# Environment: TRAINER (MaPLe_TextRefiner | MaPLe), CFG, DATA, OUTPUT, SHOTS (see README).
+# Environment: TRAINER (MaPLe_TextRefiner | MaPLe), CFG, DATA, OUTPUT, SHOTS, TAG, OVERWRITE (see README).
 exec bash "$(dirname "$0")/../protocol.sh" maple base2new_train "$@"

@@ -16,6 +16,11 @@ sweep write into):
 
     python parse_test_res.py output --table base2new [--compare CoOp CoOp_TextRefiner]
     python parse_test_res.py output --table xd | few_shot [--format markdown|csv] [--save t.md t.csv t.png]
+    python parse_test_res.py output --table base2new | xd --paper     # ours beside the paper's numbers
+
+An average over an incomplete set (a missing dataset or seed) is marked in the table and
+makes the exit status 1 unless --accept-partial is given; --multi-exp does the same when an
+experiment has no result.
 """
 import argparse
 import os
@@ -25,6 +30,7 @@ from typing import List, Optional
 import numpy as np
 
 from textrefiner.results.logs import END_OF_TRAINING, START_OF_RESULT, seed_results
+from textrefiner.results.paper import TABLES
 from textrefiner.results.render import FORMATS, render, save
 from textrefiner.results.tables import SUMMARIES, protocol_summary
 
@@ -37,9 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-log", action="store_true", help="parse test-only logs")
     p.add_argument("--multi-exp", action="store_true", help="parse multiple experiments")
     p.add_argument("--keyword", default="accuracy", type=str, help="which keyword to extract")
+    p.add_argument("--accept-partial", action="store_true",
+                   help="exit 0 even when an average lacks datasets or seeds (they are still listed)")
     tables = p.add_argument_group("tables from result.json files")
     tables.add_argument("--table", choices=sorted(SUMMARIES), help="print this protocol's table")
     tables.add_argument("--compare", nargs=2, metavar=("A", "B"), help="two trainers side by side, with B - A")
+    tables.add_argument("--paper", action="store_true",
+                        help="base2new, xd: our means beside the paper's Table 1 / Table 2, with ours - paper")
     tables.add_argument("--trainers", nargs="+", help="only these trainers")
     tables.add_argument("--cfg", help="only this trainer config name")
     tables.add_argument("--datasets", nargs="+", help="rows to show (default: every dataset found)")
@@ -79,31 +89,51 @@ def parse_logs(args) -> int:
     end_signal = START_OF_RESULT if args.test_log else END_OF_TRAINING
     if not args.multi_exp:
         return 0 if summarize_directory(args.directory, args.keyword, end_signal, args.ci95) is not None else 1
-    means = []
+    means, missing = [], []
     for name in sorted(os.listdir(args.directory)):
         experiment = os.path.join(args.directory, name)
         if not name.startswith(".") and os.path.isdir(experiment):
             mean = summarize_directory(experiment, args.keyword, end_signal, args.ci95)
-            means += [] if mean is None else [mean]
+            if mean is None:
+                missing.append(name)
+            else:
+                means.append(mean)
     if not means:
         return 1
-    print("Average performance")
+    print("Average performance" + (f" (PARTIAL: {len(means)} of {len(means) + len(missing)} experiments)"
+                                   if missing else ""))
     print(f"* {args.keyword}: {np.mean(means):.2f}%")
+    if missing:
+        print(f"Missing: no result in {', '.join(missing)}; the average above leaves them out")
+        return _partial(args, f"{len(missing)} experiment(s) without a result")
     return 0
 
 
+def _partial(args, what: str) -> int:
+    """The exit status of an incomplete aggregate: 1 unless partial results are accepted."""
+    if args.accept_partial:
+        return 0
+    print(f"parse_test_res.py: partial results ({what}); exit status 1. Pass --accept-partial to accept them.",
+          file=sys.stderr)
+    return 1
+
+
 def print_table(args) -> int:
+    if args.paper and args.table not in TABLES:
+        raise ValueError(f"--paper: the paper has tables for {', '.join(TABLES)} only (no {args.table} table)")
+    if args.paper and (args.keyword != "accuracy" or args.compare):
+        raise ValueError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
     summary = protocol_summary(
         args.directory, args.table, trainers=args.trainers, cfg=args.cfg, metric=args.keyword,
         datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
     )
-    print(render(summary, args.format, args.compare), end="")
+    print(render(summary, args.format, args.compare, paper=args.paper), end="")
     if args.format == "csv":  # keep the CSV on stdout clean; the gaps still get said
         for note in summary.notes:
             print(f"missing or incomplete: {note}", file=sys.stderr)
     for path in args.save:
         print(f"Table written to {save(summary, path, args.compare)}", file=sys.stderr)
-    return 0
+    return _partial(args, "see 'Missing or incomplete'") if summary.partial else 0
 
 
 def main(argv: Optional[List[str]] = None) -> None:

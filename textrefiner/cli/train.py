@@ -25,8 +25,14 @@ from textrefiner.config import ConfigError, get_cfg
 from textrefiner.data.errors import DatasetError
 from textrefiner.framework import FRAMEWORK, build_trainer, set_random_seed, setup_logger
 
+
+
+class ConfigKeyError(ValueError):
+    """A config file or override names a key this project does not define."""
+
+
 # Errors whose message already says what to do: printed as one line, no traceback.
-USER_ERRORS = (WeightsNotFoundError, DatasetError, ConfigError, UpstreamCheckpointError)
+USER_ERRORS = (WeightsNotFoundError, DatasetError, ConfigError, ConfigKeyError, UpstreamCheckpointError)
 
 
 def register_plugins() -> None:
@@ -79,15 +85,30 @@ def reset_cfg(cfg, args) -> None:
         cfg.MODEL.HEAD.NAME = args.head
 
 
+def _unknown_key(source: str, error: KeyError) -> ConfigKeyError:
+    hosts = ", ".join(f"TRAINER.{k}" for k in sorted(get_cfg().TRAINER) if k != "NAME")
+    return ConfigKeyError(
+        f"{source}: {error.args[0]}. This project defines Dassl's keys and its own (textrefiner/config.py; "
+        f"trainer sections: {hosts}); a YAML written for another method (e.g. CoCoOp's TRAINER.COCOOP) needs its "
+        f"trainer: use a config of configs/trainers/<Trainer>/ for a trainer this project has"
+    )
+
+
 def setup_cfg(args):
     cfg = get_cfg()
     for path in (args.dataset_config_file, args.config_file):
         if path:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"Config file {path} not found (configs/ has the shipped ones)")
-            cfg.merge_from_file(path)
+            try:
+                cfg.merge_from_file(path)
+            except KeyError as e:
+                raise _unknown_key(path, e) from None
     reset_cfg(cfg, args)
-    cfg.merge_from_list(args.opts)
+    try:
+        cfg.merge_from_list(args.opts)
+    except KeyError as e:
+        raise _unknown_key("KEY VALUE overrides", e) from None
     cfg.freeze()
     return cfg
 

@@ -34,9 +34,14 @@ class Job:
         return f"{self.protocol} {self.dataset} {self.shots}-shot {self.setup.trainer} seed {self.seed}"
 
     def status(self) -> str:
-        """``done`` (every step has result.json), ``partial`` (something was started) or ``todo``."""
-        if all(step.done for step in self.steps):
+        """``done`` (every step has result.json made with its settings), ``other settings`` (a
+        folder holds a run made with others: the step would refuse), ``partial`` (something was
+        started) or ``todo``."""
+        pending = [step for step in self.steps if not step.done]
+        if not pending:
             return "done"
+        if any(not step.overwrite and step.conflict() for step in pending):
+            return "other settings"
         return "partial" if any(osp.isdir(step.output_dir) for step in self.steps) else "todo"
 
 

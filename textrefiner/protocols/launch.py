@@ -4,7 +4,7 @@
 
     base2new_train DATASET SEED     base2new_test DATASET SEED
     xd_train SEED                   xd_test DATASET SEED
-    few_shot DATASET SHOTS SEED
+    few_shot DATASET SHOTS [SEED]   without SEED: seeds 1, 2, 3 in turn (PromptSRC's few_shot.sh)
 
 Environment (all optional):
     TRAINER   trainer name (default: the host's first, e.g. CoOp_TextRefiner)
@@ -12,15 +12,18 @@ Environment (all optional):
     DATA      dataset root (default: ./data)
     OUTPUT    output root (default: ./output)
     SHOTS     shots per class for base2new and xd steps (default: 16)
+    TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
+    OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
 The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from ..results.benchmarks import SHOTS
+from ..results.benchmarks import SEEDS, SHOTS
 from .hosts import get_host
+from .identity import SettingsConflict
 from .steps import ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train
 
 #: step name -> (protocol, builder, positional arguments after the host and step)
@@ -32,6 +35,8 @@ STEPS = {
     "few_shot": ("few_shot", few_shot, ("dataset", "shots", "seed")),
 }
 _INTEGERS = ("seed", "shots")
+#: steps whose SEED may be left out, as the upstream scripts of the same name loop over seeds
+_SEED_LOOP = ("few_shot",)
 
 
 def _fail(message: str) -> None:
@@ -39,9 +44,18 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _arguments(host: str, step: str, argv: List[str]) -> dict:
+def _positional(step: str, argv: List[str]) -> Tuple[str, ...]:
+    """The positional arguments ``argv`` gives: a few-shot step without a seed (the next argument
+    is absent or a config key) runs every seed."""
     names = STEPS[step][2]
-    usage = f"usage: bash scripts/{host}/{step}.sh {' '.join(n.upper() for n in names)} [KEY VALUE ...]"
+    seed_given = len(argv) >= len(names) and argv[len(names) - 1].isdigit()
+    return names if step not in _SEED_LOOP or seed_given else names[:-1]
+
+
+def _arguments(host: str, step: str, argv: List[str]) -> dict:
+    names = _positional(step, argv)
+    shown = [f"[{n.upper()}]" if n == "seed" and step in _SEED_LOOP else n.upper() for n in STEPS[step][2]]
+    usage = f"usage: bash scripts/{host}/{step}.sh {' '.join(shown)} [KEY VALUE ...]"
     if len(argv) < len(names):
         _fail(usage)
     values = dict(zip(names, argv))
@@ -56,7 +70,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if len(argv) < 2 or argv[1] not in STEPS:
         _fail(f"usage: python -m textrefiner.protocols.launch HOST {{{','.join(STEPS)}}} ARG... [KEY VALUE ...]")
     host, step = get_host(argv[0]), argv[1]
-    protocol, build, names = STEPS[step]
+    protocol, build, _ = STEPS[step]
+    names = _positional(step, argv[2:])
     kwargs = _arguments(host.name, step, argv[2:])
     if "shots" not in names:
         kwargs["shots"] = int(os.environ.get("SHOTS") or SHOTS)
@@ -67,9 +82,13 @@ def main(argv: Optional[List[str]] = None) -> None:
             data=os.environ.get("DATA") or "data",
             output=os.environ.get("OUTPUT") or "output",
             opts=tuple(argv[2 + len(names):]),
+            tag=os.environ.get("TAG", ""),
+            overwrite=os.environ.get("OVERWRITE", "") not in ("", "0"),
         )
-        raise SystemExit(run_step(build(setup, **kwargs)))
-    except (ValueError, FileNotFoundError, ModelNotReady) as e:
+        seeds = [kwargs.pop("seed")] if "seed" in kwargs else list(SEEDS)
+        codes = [run_step(build(setup, **kwargs, seed=seed)) for seed in seeds]
+        raise SystemExit(next((c for c in codes if c), 0))
+    except (ValueError, FileNotFoundError, ModelNotReady, SettingsConflict) as e:
         _fail(f"{step}: {e}")
 
 

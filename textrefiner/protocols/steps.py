@@ -3,17 +3,21 @@
 The launchers in ``scripts/<host>/`` run one step; the sweep runs jobs made of steps
 (``jobs.py``); both go through ``run_step``, so they behave the same:
 
-* a step whose folder holds ``result.json`` is done and skipped;
+* a step whose folder holds ``result.json`` made with the step's settings is done and
+  skipped; one made with other settings is refused (``identity.py``: a run tag or overwrite);
 * a folder without it (a crash, an interruption) is run again into the same folder:
   ``train.py`` resumes training from the checkpoints there; an evaluation simply reruns;
 * an evaluation loads the model its training produced, chosen from that training's
   ``result.json``: ``model-best.pth.tar`` when the config kept the best validation model
   (``TEST.FINAL_MODEL best_val``, as the shipped configs do), else the last epoch
-  (``--load-epoch``).
+  (``--load-epoch``); a training folder made by the upstream scripts (log.txt and
+  checkpoints, no result.json) is used as it is (``results/upstream.py``).
 """
 
 import os.path as osp
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +26,11 @@ from typing import List, Optional, Sequence, TextIO, Tuple
 from ..resources import child_env, config_path
 from ..results.benchmarks import SHOTS, XD_SOURCE
 from ..results.layout import RunKey, run_dir
-from ..results.record import RESULT_FILE, read_result
+from ..results.record import HASH_KEY, RESULT_FILE, read_result
+from ..results.upstream import upstream_record
+from .identity import (
+    SETTINGS_FILE, SettingsConflict, expected_settings, find_conflict, recorded, same_settings, write_settings,
+)
 
 #: how a step starts training: the installed entry point, so steps run from any folder
 TRAIN_COMMAND = (sys.executable, "-m", "textrefiner.cli.train")
@@ -63,9 +71,15 @@ class Setup:
     output: str = "output"
     #: trailing ``KEY VALUE`` config overrides for train.py
     opts: Tuple[str, ...] = ()
+    #: run tag: a folder of its own for these settings (an ablation), before ``seed<S>``
+    tag: str = ""
+    #: replace a run made with other settings instead of refusing
+    overwrite: bool = False
 
     def __post_init__(self):
         check_opts(self.opts)
+        if self.tag and (not re.fullmatch(r"[A-Za-z0-9._+-]+", self.tag) or re.fullmatch(r"seed\d+", self.tag)):
+            raise ValueError(f"Run tag {self.tag!r}: use letters, digits and . _ + - only, and not seed<N>")
         trainer_config(self.trainer, self.cfg)  # a typo fails before anything runs
 
 
@@ -77,22 +91,49 @@ class Step:
     opts: Tuple[str, ...]
     #: for an evaluation: the training step whose model it loads
     evaluates: Optional["Step"] = None
+    #: replace a run made with other settings instead of refusing
+    overwrite: bool = False
+
+    @property
+    def expected(self):
+        """(config hash, settings) of the config train.py will build for this step."""
+        return expected_settings(self.flags + self.opts)
+
+    @property
+    def record(self) -> Optional[dict]:
+        """This folder's result.json, else what an upstream run left (log.txt and checkpoints).
+        A folder a launcher started (it holds run_settings.json) is finished only with result.json."""
+        path = osp.join(self.output_dir, RESULT_FILE)
+        if osp.isfile(path):
+            return read_result(path)
+        if osp.isfile(osp.join(self.output_dir, SETTINGS_FILE)):
+            return None
+        return upstream_record(self.output_dir, self.evaluates is None)
 
     @property
     def done(self) -> bool:
-        return osp.isfile(osp.join(self.output_dir, RESULT_FILE))
+        """Finished with this step's settings (a record without a hash cannot tell: trusted)."""
+        record = self.record
+        return record is not None and (record.get(HASH_KEY) is None or same_settings(record, self.expected))
+
+    def conflict(self) -> Optional[str]:
+        """Why this step must not run into its folder (another setting's run is there), or None."""
+        return find_conflict(self.output_dir, self.expected)
 
     def model_flags(self) -> List[str]:
         if self.evaluates is None:
             return []
         train = self.evaluates
         if not train.done:
+            conflict = osp.isdir(train.output_dir) and train.conflict()
+            if conflict:
+                raise SettingsConflict(f"The model to evaluate was trained with other settings: {conflict}")
             raise ModelNotReady(
                 f"{train.output_dir} holds no {RESULT_FILE}: the training this step evaluates has not finished. "
                 f"Run the {train.key.kind} step for {train.key.dataset} seed {train.key.seed} first "
                 f"(scripts/<host>/{train.key.kind}.sh, or a sweep)."
             )
-        record = read_result(osp.join(train.output_dir, RESULT_FILE))
+        record = train.record
         flags = ["--eval-only", "--model-dir", train.output_dir]
         if record["final_model"] != "best_val":
             flags += ["--load-epoch", str(record["max_epoch"])]
@@ -104,7 +145,7 @@ class Step:
 
 def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol_opts: Sequence,
           evaluates: Optional[Step] = None) -> Step:
-    key = RunKey(kind, dataset, shots, setup.trainer, setup.cfg, seed)
+    key = RunKey(kind, dataset, shots, setup.trainer, setup.cfg, seed, setup.tag)
     output_dir = run_dir(setup.output, key)
     flags = (
         "--root", setup.data, "--seed", str(seed), "--trainer", setup.trainer,
@@ -112,7 +153,8 @@ def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol
         "--config-file", trainer_config(setup.trainer, setup.cfg),
         "--output-dir", output_dir,
     )
-    return Step(key, output_dir, flags, tuple(map(str, protocol_opts)) + tuple(setup.opts), evaluates)
+    return Step(key, output_dir, flags, tuple(map(str, protocol_opts)) + tuple(setup.opts), evaluates,
+                setup.overwrite)
 
 
 def base2new_train(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
@@ -144,11 +186,18 @@ def few_shot(setup: Setup, dataset: str, shots: int, seed: int) -> Step:
 
 def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = None) -> int:
     """Run ``step`` unless done; train.py's output goes to ``log`` (default: this terminal).
-    Returns train.py's exit status (0 for a skipped step); raises ModelNotReady."""
+    Returns train.py's exit status (0 for a skipped step); raises ModelNotReady, and
+    SettingsConflict for a folder made with other settings (unless the step may overwrite it)."""
     out = log or sys.stdout
     if step.done:
-        print(f"Skip: {step.output_dir} already holds {RESULT_FILE}", file=out, flush=True)
+        print(f"Skip: {step.output_dir} already holds {RESULT_FILE} made with the same settings", file=out, flush=True)
         return 0
+    conflict = step.conflict()
+    if conflict and not step.overwrite:
+        raise SettingsConflict(conflict)
+    if conflict and not same_settings(recorded(step.output_dir), step.expected):
+        print(f"Overwrite: deleting {step.output_dir} (a run made with other settings)", file=out, flush=True)
+        shutil.rmtree(step.output_dir)
     command = step.command()
     if osp.isdir(step.output_dir):
         how = "resuming from its checkpoints" if step.evaluates is None else "evaluating again"
@@ -156,5 +205,9 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
     else:
         print(f"Run {step.key.kind}; output to {step.output_dir}", file=out)
     print("$ " + shlex.join(command), file=out, flush=True)
+    try:
+        write_settings(step.output_dir, step.expected)
+    except OSError:
+        pass  # the folder cannot be made: train.py fails on it with its own message
     return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None,
                           env=child_env(env)).returncode

@@ -1,17 +1,27 @@
 """Where each protocol step writes its run, and reading those folders back.
 
-One template per step, relative to the output root (``output/`` by default). The
-training runs share CoCoOp's base-to-novel tail ``<dataset>/shots_<K>/<Trainer>/<cfg>/seed<S>``;
-the cross-dataset evaluations keep CoCoOp's and MaPLe's ``evaluation/`` layout exactly, so
-tools written for those repositories read our outputs unchanged::
+One template per step, relative to the output root (``output/`` by default), the same
+paths as the upstream scripts, so tools and trained models from those repositories work
+unchanged::
 
-    base2new/train_base/<dataset>/shots_<K>/<Trainer>/<cfg>/seed<S>   train on base classes (+ base test)
+    base2new/train_base/<dataset>/shots_<K>/<Trainer>/<cfg>/seed<S>   train on base classes (CoCoOp, MaPLe)
     base2new/test_new/<dataset>/shots_<K>/<Trainer>/<cfg>/seed<S>     evaluate that model on new classes
-    xd/imagenet/shots_<K>/<Trainer>/<cfg>/seed<S>                     train on ImageNet, all classes
+    <dataset>/<Trainer>/<cfg>_<K>shots/seed<S>                        train and test on all classes:
+                                                                      few-shot (PromptSRC's few_shot.sh) and,
+                                                                      with dataset imagenet, the cross-dataset
+                                                                      source (CoCoOp's and MaPLe's xd_train)
     evaluation/<Trainer>/<cfg>_<K>shots/<dataset>/seed<S>             evaluate the xd model on a target
-    few_shot/<dataset>/shots_<K>/<Trainer>/<cfg>/seed<S>              train and test on all classes
 
-Dataset names are the config names (``configs/datasets/<dataset>.yaml``).
+The cross-dataset training IS a few-shot training on ImageNet, so upstream gives both one
+template: ``xd_train`` has no entry of its own in ``LAYOUT`` and a folder of that shape
+reads back as ``few_shot`` (the tables know that an ImageNet one is also the xd source).
+
+A run tag (an ablation's own folder, ``TAG=`` in the launchers) is one more folder before
+``seed<S>``, as CoOp's ``main.sh`` writes ``<cfg>_<K>shots/nctx<N>_csc<C>_ctp<P>/seed<S>``.
+
+Dataset names are the config names (``configs/datasets/<dataset>.yaml``). Folders of this
+package's earlier layout (``xd/<dataset>/shots_<K>/...``, ``few_shot/<dataset>/...``) are
+still read back (``LEGACY_LAYOUT``), never written.
 """
 import os
 import os.path as osp
@@ -19,14 +29,22 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Optional, Pattern
 
-_TRAIN_TAIL = "{dataset}/shots_{shots}/{trainer}/{cfg}/seed{seed}"
+_BASE2NEW_TAIL = "{dataset}/shots_{shots}/{trainer}/{cfg}{tag}/seed{seed}"
+_ALL_CLASSES = "{dataset}/{trainer}/{cfg}_{shots}shots{tag}/seed{seed}"
 
 LAYOUT: Dict[str, str] = {
-    "base2new_train": "base2new/train_base/" + _TRAIN_TAIL,
-    "base2new_test": "base2new/test_new/" + _TRAIN_TAIL,
-    "xd_train": "xd/" + _TRAIN_TAIL,
-    "xd_test": "evaluation/{trainer}/{cfg}_{shots}shots/{dataset}/seed{seed}",
-    "few_shot": "few_shot/" + _TRAIN_TAIL,
+    "base2new_train": "base2new/train_base/" + _BASE2NEW_TAIL,
+    "base2new_test": "base2new/test_new/" + _BASE2NEW_TAIL,
+    # before few_shot: its paths would also fit few_shot's (dataset "evaluation", tag <dataset>)
+    "xd_test": "evaluation/{trainer}/{cfg}_{shots}shots/{dataset}{tag}/seed{seed}",
+    "few_shot": _ALL_CLASSES,
+}
+#: kinds that write into another kind's template
+SAME_LAYOUT = {"xd_train": "few_shot"}
+#: read-only: this package's layout before it took the upstream one
+LEGACY_LAYOUT: Dict[str, str] = {
+    "xd_train": "xd/{dataset}/shots_{shots}/{trainer}/{cfg}{tag}/seed{seed}",
+    "few_shot": "few_shot/{dataset}/shots_{shots}/{trainer}/{cfg}{tag}/seed{seed}",
 }
 
 _NUMERIC_FIELDS = ("shots", "seed")
@@ -42,31 +60,49 @@ class RunKey:
     trainer: str
     cfg: str
     seed: int
+    #: the run tag: "" for the config's own settings, else the name of an ablation's folder
+    tag: str = ""
+
+    @property
+    def setting(self) -> str:
+        """The config name and tag: what tells one setting of a trainer from another."""
+        return f"{self.cfg}/{self.tag}" if self.tag else self.cfg
+
+
+def layout_kind(kind: str) -> str:
+    """The kind whose template ``kind`` writes into."""
+    return SAME_LAYOUT.get(kind, kind)
 
 
 def run_dir(output_root: str, key: RunKey) -> str:
-    return osp.join(output_root, *LAYOUT[key.kind].format(**vars(key)).split("/"))
+    fields = {**vars(key), "tag": f"/{key.tag}" if key.tag else ""}
+    return osp.join(output_root, *LAYOUT[layout_kind(key.kind)].format(**fields).split("/"))
 
 
 def _pattern(template: str) -> Pattern:
     # split() with a capturing group alternates literal text and field names
     parts = re.split(r"\{(\w+)\}", template)
-    regex = "".join(
-        re.escape(part) if i % 2 == 0 else (rf"(?P<{part}>\d+)" if part in _NUMERIC_FIELDS else rf"(?P<{part}>[^/]+)")
-        for i, part in enumerate(parts)
-    )
+    regex = ""
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            regex += re.escape(part)
+        elif part == "tag":
+            regex += r"(?:/(?P<tag>[^/]+))?"
+        else:
+            regex += rf"(?P<{part}>\d+)" if part in _NUMERIC_FIELDS else rf"(?P<{part}>[^/]+)"
     return re.compile(regex + r"\Z")
 
 
-_PATTERNS = {kind: _pattern(template) for kind, template in LAYOUT.items()}
+_PATTERNS = [(kind, _pattern(t)) for kind, t in LAYOUT.items()]
+_PATTERNS += [(kind, _pattern(t)) for kind, t in LEGACY_LAYOUT.items()]
 
 
 def parse_run_dir(relative_path: str) -> Optional[RunKey]:
     """The RunKey of a run folder given relative to the output root, or None if no template fits."""
     path = relative_path.replace(os.sep, "/").strip("/")
-    for kind, pattern in _PATTERNS.items():
+    for kind, pattern in _PATTERNS:  # in order: xd_test before the few_shot template it would also fit
         match = pattern.match(path)
         if match:
-            fields = match.groupdict()
+            fields = {k: v for k, v in match.groupdict().items() if v is not None}
             return RunKey(kind=kind, **{k: int(v) if k in _NUMERIC_FIELDS else v for k, v in fields.items()})
     return None

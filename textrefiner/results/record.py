@@ -12,6 +12,11 @@ import numpy as np
 from ..metrics import macro_f1_score
 
 RESULT_FILE = "result.json"
+#: written by the launchers before train.py starts: the settings a folder's run was started with
+SETTINGS_FILE = "run_settings.json"
+#: the record's keys that identify its settings
+HASH_KEY = "config_hash"
+SETTINGS_KEY = "settings"
 # Keys that differ between the runs of one experiment (seeds, folders) and so stay out of the config hash.
 _RUN_SPECIFIC_KEYS = ("OUTPUT_DIR", "RESUME", "SEED")
 
@@ -24,6 +29,41 @@ def config_hash(cfg) -> str:
         clone[key] = ""
     clone.DATASET.ROOT = ""
     return hashlib.sha1(clone.dump().encode()).hexdigest()[:12]
+
+
+def config_settings(cfg) -> Dict[str, object]:
+    """The config as flat ``{"OPTIM.MAX_EPOCH": 10, ...}``, without the keys ``config_hash``
+    ignores, in JSON types (so a value read back from result.json compares equal)."""
+    flat = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[prefix + key] = value
+
+    walk(cfg, "")
+    for key in (*_RUN_SPECIFIC_KEYS, "DATASET.ROOT"):
+        flat.pop(key, None)
+    return json.loads(json.dumps(flat, default=str))
+
+
+def differences(there: Dict[str, object], here: Dict[str, object]) -> List[tuple]:
+    """(key, value there, value here) for every key both have whose values differ."""
+    return [(k, there[k], here[k]) for k in sorted(set(there) & set(here)) if there[k] != here[k]]
+
+
+def same_records(a: dict, b: dict) -> bool:
+    """Whether two records were made with the same settings. Compared key by key where both list
+    their settings: a key only one has was added or removed by a code change and keeps the old
+    behaviour at its default, so it does not count. A record without a hash (written by another
+    tool, e.g. an upstream run) cannot be checked, so it is trusted."""
+    if a.get(HASH_KEY) is None or b.get(HASH_KEY) is None or a[HASH_KEY] == b[HASH_KEY]:
+        return True
+    if isinstance(a.get(SETTINGS_KEY), dict) and isinstance(b.get(SETTINGS_KEY), dict):
+        return not differences(a[SETTINGS_KEY], b[SETTINGS_KEY])
+    return False
 
 
 def git_commit() -> Optional[str]:
@@ -87,6 +127,8 @@ def build_record(
         "final_model": cfg.TEST.FINAL_MODEL,
         "max_epoch": cfg.OPTIM.MAX_EPOCH,
         "config_hash": config_hash(cfg),
+        # read back by the launchers: a folder is done only for the same settings (protocols/identity.py)
+        "settings": config_settings(cfg),
         "git_commit": git_commit(),
         "framework": framework,
         "torch_version": torch.__version__,

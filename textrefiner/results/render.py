@@ -1,13 +1,17 @@
 """Render a Summary as a terminal table, Markdown or CSV; alone or as two methods side by side."""
 import csv
 import io
+import os
 from typing import List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from .tables import Stat, Summary
+from .paper import PAPER, TABLES, paper_comparison
+from .tables import AVERAGE, Stat, Summary
 
 FORMATS = ("terminal", "markdown", "csv")
+#: after a value averaged over an incomplete set of seeds or datasets
+PARTIAL_MARK = " (partial)"
 _TABLEFMT = {"terminal": "simple", "markdown": "github"}
 
 
@@ -28,24 +32,32 @@ def compare_table(summary: Summary, a: str, b: str) -> Tuple[List[str], List[lis
     """One line per dataset: for every column the means of A and B and their difference B - A."""
     for method in (a, b):
         if method not in summary.methods:
-            raise ValueError(f"--compare: no results for {method!r}; methods found: {', '.join(summary.methods)}")
+            raise ValueError(
+                f"--compare: no results for {method!r}; methods found: {', '.join(summary.methods)}. A trainer run "
+                f"with several settings is labelled 'Trainer (cfg)' or 'Trainer (cfg/tag)': pass that label, or "
+                f"keep one config with --cfg NAME"
+            )
     headers = ["Dataset"] + [f"{c} {x}" for c in summary.columns for x in ("(A)", "(B)", "B-A")]
     rows = []
     for row in summary.rows:
-        line = [row]
+        line, partial = [row], False
         for column in summary.columns:
             stat_a, stat_b = summary.get(a, row, column), summary.get(b, row, column)
             delta = stat_b.mean - stat_a.mean if stat_a and stat_b else None
             line += [stat_a and stat_a.mean, stat_b and stat_b.mean, delta]
+            partial = partial or any(s.partial for s in (stat_a, stat_b) if s)
+        if partial and row.startswith(AVERAGE):  # per-dataset gaps are in the notes; averages say so here
+            line[0] += PARTIAL_MARK
         rows.append(line)
     return headers, rows
 
 
-def _text(value, signed: bool = False) -> str:
+def _text(value, signed: bool = False, spread: bool = True) -> str:
     if value is None:
         return "-"
     if isinstance(value, Stat):
-        return f"{value.mean:.2f}" if value.spread is None else f"{value.mean:.2f} +- {value.spread:.2f}"
+        text = f"{value.mean:.2f}" if value.spread is None or not spread else f"{value.mean:.2f} +- {value.spread:.2f}"
+        return text + PARTIAL_MARK if value.partial else text
     if isinstance(value, float):
         return f"{value:+.2f}" if signed else f"{value:.2f}"
     return str(value)
@@ -77,25 +89,35 @@ def _csv(headers: Sequence[str], rows: Sequence[list], spread: str) -> str:
     return buffer.getvalue()
 
 
-def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[str]] = None) -> str:
-    """The table in ``fmt``; terminal and Markdown add a title, a legend and the notes (CSV: data only)."""
+def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[str]] = None,
+           paper: bool = False) -> str:
+    """The table in ``fmt``; terminal and Markdown add a title, a legend and the notes (CSV: data only).
+    ``paper``: our means beside the paper's figures (``paper.py``) instead."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    headers, rows = compare_table(summary, *compare) if compare else long_table(summary)
+    if paper:
+        headers, rows = paper_comparison(summary)
+    else:
+        headers, rows = compare_table(summary, *compare) if compare else long_table(summary)
     if fmt == "csv":
         return _csv(headers, rows, summary.spread)
-    deltas = {i for i, h in enumerate(headers) if h.endswith("B-A")}
-    cells = [[_text(v, signed=i in deltas) for i, v in enumerate(row)] for row in rows]
+    deltas = {i for i, h in enumerate(headers) if h.endswith(("B-A", " diff"))}
+    cells = [[_text(v, signed=i in deltas, spread=not paper) for i, v in enumerate(row)] for row in rows]
     title = f"{summary.title}: {compare[0]} (A) vs {compare[1]} (B)" if compare else summary.title
+    title = f"{summary.title}: ours vs the paper ({PAPER}, {TABLES[summary.protocol]})" if paper else title
     title = title if fmt == "terminal" else f"### {title}"
     lines = [title, "", tabulate(cells, headers=headers, tablefmt=_TABLEFMT[fmt], disable_numparse=True)]
-    if compare:
+    if paper:
+        lines.append("\nOurs: means over seeds; diff = ours - paper, in points.")
+    elif compare:
         lines.append("\nMeans over seeds; B-A in points.")
     else:
         spread = "95% confidence interval" if summary.spread == "ci95" else "std (ddof 0)"
         lines.append(f"\nMean +- {spread} over seeds.")
     if summary.legend:
         lines.append(summary.legend)
+    if summary.partial:
+        lines.append(f"PARTIAL: values marked{PARTIAL_MARK} average over an incomplete set (see below).")
     if summary.notes:
         lines += ["", "Missing or incomplete:"] + [f"- {note}" for note in summary.notes]
     return "\n".join(lines) + "\n"
@@ -105,12 +127,14 @@ def save(summary: Summary, path: str, compare: Optional[Sequence[str]] = None) -
     """Write the table to ``path``, in the format its suffix names: .md, .csv, .txt or .png (plot)."""
     suffix = path.rsplit(".", 1)[-1].lower()
     if suffix == "png":
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         from .plots import plot_summary
 
         return plot_summary(summary, path)
     formats = {"md": "markdown", "csv": "csv", "txt": "terminal"}
     if suffix not in formats:
         raise ValueError(f"Cannot tell the format of {path}: use a .md, .csv, .txt or .png file name")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(render(summary, formats[suffix], compare))
     return path

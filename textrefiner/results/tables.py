@@ -5,7 +5,10 @@ Every value is a mean over seeds with its spread (std with ddof 0, as CoOp's
 ``parse_test_res.py``, or the 95% confidence interval). The base-to-novel HM is computed
 from the seed-averaged Base and Novel, and the Average row averages Base and Novel over
 datasets and takes the HM of those averages, as the paper does. Missing seeds and
-datasets are never filled in silently: each one is listed in ``Summary.notes``.
+datasets are never filled in silently: each one is listed in ``Summary.notes`` and marks the
+summary ``partial``. Seeds made with different settings are never pooled into one value: each
+setting (trainer, config name, run tag) is its own method, and one cell holding runs of two
+settings is an error.
 """
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,8 +16,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .benchmarks import BASE2NEW_DATASETS, TARGET_GROUPS, XD_SOURCE, paper_order
+from .benchmarks import BASE2NEW_DATASETS, SHOTS, TARGET_GROUPS, XD_SOURCE, paper_order
 from .collect import Run, collect_runs
+from .record import SETTINGS_KEY, differences, same_records
 
 AVERAGE = "Average"
 
@@ -26,6 +30,8 @@ class Stat:
     mean: float
     spread: Optional[float] = None
     seeds: Tuple[int, ...] = ()
+    #: a mean over an incomplete set (seeds or datasets missing; see Summary.notes)
+    partial: bool = False
 
 
 @dataclass
@@ -41,6 +47,13 @@ class Summary:
     spread: str = "std"
     #: how derived values were computed, printed under the table
     legend: str = ""
+    #: some value or average lacks seeds or datasets (listed in ``notes``)
+    partial: bool = False
+
+    def gap(self, note: str) -> None:
+        """Record something missing: a note, and the summary becomes partial."""
+        self.notes.append(note)
+        self.partial = True
 
     def get(self, method: str, row: str, column: str) -> Optional[Stat]:
         return self.cells.get((method, row, column))
@@ -68,6 +81,21 @@ def method_labels(runs: Iterable[Run]) -> Dict[tuple, str]:
     return {(t, c): t if len(configs_per_trainer[t]) == 1 else f"{t} ({c})" for t, c in methods}
 
 
+def _refuse_pooling(cell: tuple, runs: Sequence[Run]) -> None:
+    """Seeds of one table cell must share their settings: a mean over two settings means nothing."""
+    first = runs[0]
+    for other in runs[1:]:
+        if not same_records(first.record, other.record):
+            changes = differences(first.record.get(SETTINGS_KEY) or {}, other.record.get(SETTINGS_KEY) or {})
+            shown = "; ".join(f"{k}: {a!r} vs {b!r}" for k, a, b in changes[:6]) or "their config hashes differ"
+            raise ValueError(
+                f"{', '.join(cell)}: {first.path} (seed {first.key.seed}) and {other.path} (seed {other.key.seed}) "
+                f"were made with different settings ({shown}); a table never averages them. Rerun one with the "
+                f"other's settings (OVERWRITE=1 / --overwrite), or give each setting its own folder with a run tag "
+                f"(TAG=name / --tag name)."
+            )
+
+
 def _seeds_text(seeds: Iterable[int]) -> str:
     seeds = sorted(seeds)
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(map(str, seeds))
@@ -81,6 +109,7 @@ class _Builder:
         self.summary = summary
         labels = method_labels(runs)
         self.values = defaultdict(dict)  # (method, row, column) -> {seed: value}
+        cell_runs = defaultdict(list)
         for run in runs:
             where = locate(run)
             if where is None or (seeds and run.key.seed not in seeds):
@@ -88,6 +117,9 @@ class _Builder:
             if metric not in run.record:
                 raise ValueError(f"{run.path}/result.json has no {metric!r}; metrics there: {sorted(run.record)}")
             self.values[(labels[run.method], *where)][run.key.seed] = run.record[metric]
+            cell_runs[(labels[run.method], *where)].append(run)
+        for cell, members in cell_runs.items():
+            _refuse_pooling(cell, members)
         self.expected_seeds = sorted(seeds or {s for v in self.values.values() for s in v})
         self.ci95 = ci95
         summary.spread = "ci95" if ci95 else "std"
@@ -100,7 +132,7 @@ class _Builder:
         for method in summary.methods:
             absent = [row for row in rows if not any((method, row, c) in self.values for c in columns)]
             if absent:
-                summary.notes.append(f"{method}: no results for {', '.join(absent)}")
+                summary.gap(f"{method}: no results for {', '.join(absent)}")
             for row in rows:
                 if row not in absent:
                     self._fill_row(method, row, columns, paired)
@@ -111,15 +143,17 @@ class _Builder:
         for column, values in by_column.items():
             missing = [s for s in self.expected_seeds if s not in values]
             if missing:
-                self.summary.notes.append(f"{method}, {row}, {column}: {_seeds_text(missing)} missing")
+                self.summary.gap(f"{method}, {row}, {column}: {_seeds_text(missing)} missing")
             used = {s: v for s, v in values.items() if not paired or s in common}
             left_out = sorted(set(values) - set(used))
             if left_out:
-                self.summary.notes.append(
+                self.summary.gap(
                     f"{method}, {row}, {column}: {_seeds_text(left_out)} left out (not run for every column)"
                 )
             if used:
-                self.summary.cells[(method, row, column)] = seed_stat(used, self.ci95)
+                stat = seed_stat(used, self.ci95)
+                partial = bool(missing or left_out)
+                self.summary.cells[(method, row, column)] = Stat(stat.mean, stat.spread, stat.seeds, partial)
 
     def average(self, name: str, rows: Sequence[str], columns: Sequence[str]) -> None:
         """Row ``name``: per method and column, the mean over ``rows`` of the seed means."""
@@ -131,9 +165,11 @@ class _Builder:
             summary.rows.append(name)
         for method in summary.methods:
             for column in columns:
-                means = [summary.cells[(method, r, column)].mean for r in rows if (method, r, column) in summary.cells]
-                if means:
-                    summary.cells[(method, name, column)] = Stat(float(np.mean(means)))
+                stats = [summary.cells[(method, r, column)] for r in rows if (method, r, column) in summary.cells]
+                if stats:
+                    partial = len(stats) < len(rows) or any(s.partial for s in stats)
+                    mean = float(np.mean([s.mean for s in stats]))
+                    summary.cells[(method, name, column)] = Stat(mean, partial=partial)
             self._coverage_note(method, name, rows, columns)
 
     def _coverage_note(self, method: str, name: str, rows: Sequence[str], columns: Sequence[str]) -> None:
@@ -143,7 +179,7 @@ class _Builder:
         for column, missing in absent.items():
             if missing:
                 where = name if same_everywhere else f"{name}, {column}"
-                self.summary.notes.append(
+                self.summary.gap(
                     f"{method}, {where}: over {len(rows) - len(missing)} of {len(rows)} datasets "
                     f"(missing: {', '.join(missing)})"
                 )
@@ -189,15 +225,37 @@ def base2new_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=Non
         for row in summary.rows:
             base, new = summary.get(method, row, "Base"), summary.get(method, row, "Novel")
             if base and new:
-                summary.cells[(method, row, "HM")] = Stat(harmonic_mean(base.mean, new.mean))
+                summary.cells[(method, row, "HM")] = Stat(harmonic_mean(base.mean, new.mean),
+                                                          partial=base.partial or new.partial)
     _benchmark_note(summary, rows)
     return summary
+
+
+def xd_source_runs(runs: Sequence[Run]) -> List[Run]:
+    """The ImageNet trainings the cross-dataset evaluations used. They share their folder layout
+    with few-shot runs (``layout.py``), so an ImageNet run counts as the source when its trainer,
+    setting and shot count have xd evaluations, or, with none yet, at the protocol's 16 shots."""
+    evaluated = {(r.method, r.key.shots) for r in runs if r.key.kind == "xd_test"}
+    return [r for r in runs if r.key.kind == "xd_train" or (
+        r.key.kind == "few_shot" and r.key.dataset == XD_SOURCE
+        and ((r.method, r.key.shots) in evaluated or (not evaluated and r.key.shots == SHOTS)))]
+
+
+def _group_coverage(summary: Summary, targets: Sequence[str]) -> None:
+    """Like base-to-novel's benchmark note: which of a group's targets were not run at all."""
+    for group, members in TARGET_GROUPS.items():
+        present = [t for t in targets if t in members]
+        missing = [t for t in members if t not in present]
+        if present and missing:
+            summary.notes.append(f"{AVERAGE} ({group}) covers {len(present)} of the paper's {len(members)} "
+                                 f"targets (not run: {', '.join(missing)})")
 
 
 def xd_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, seeds=None,
                shots: Optional[Sequence[int]] = None, ci95: bool = False) -> Summary:
     """Table 2: the source (ImageNet) and every target, plus an average per target group."""
-    runs = _single_shots([r for r in runs if r.key.kind in ("xd_train", "xd_test")], shots, "Cross-dataset")
+    runs = xd_source_runs(runs) + [r for r in runs if r.key.kind == "xd_test"]
+    runs = _single_shots(runs, shots, "Cross-dataset")
     column = metric.replace("_", " ").capitalize()
     summary = Summary("xd", "Cross-dataset and domain generalisation", [column], legend=(
         f"Trained on {XD_SOURCE} (all classes); {AVERAGE} rows average the targets of a group."
@@ -209,13 +267,28 @@ def xd_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, see
         present = [t for t in targets if t in members]
         if present:
             builder.average(f"{AVERAGE} ({group})", present, [column])
+    _group_coverage(summary, targets)
     return summary
+
+
+def few_shot_runs(runs: Sequence[Run], datasets: Optional[Sequence[str]]) -> Tuple[List[Run], Optional[str]]:
+    """The few-shot runs, and a note if ImageNet ones were set aside. An ImageNet folder at one
+    shot count only is most likely the cross-dataset source (same layout): it joins the few-shot
+    table when ImageNet has runs at several shot counts or ``datasets`` names it."""
+    runs = [r for r in runs if r.key.kind == "few_shot"]
+    source_shots = {r.key.shots for r in runs if r.key.dataset == XD_SOURCE}
+    if len(source_shots) != 1 or (datasets and XD_SOURCE in datasets):
+        return runs, None
+    note = (f"{XD_SOURCE} ({shots_column(min(source_shots))} only, the cross-dataset source's layout) left out; "
+            f"name it in the datasets (--datasets ... {XD_SOURCE}) to include it")
+    return [r for r in runs if r.key.dataset != XD_SOURCE], note
 
 
 def few_shot_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, seeds=None,
                      shots: Optional[Sequence[int]] = None, ci95: bool = False) -> Summary:
     """Few-shot: per dataset one column per shot count, plus the Average row over datasets."""
-    runs = [r for r in runs if r.key.kind == "few_shot" and (not shots or r.key.shots in shots)]
+    runs, source_note = few_shot_runs(runs, datasets)
+    runs = [r for r in runs if not shots or r.key.shots in shots]
     counts = sorted(shots or {r.key.shots for r in runs})
     columns = [shots_column(k) for k in counts]
     summary = Summary("few_shot", "Few-shot learning", columns, legend=f"{AVERAGE}: mean over datasets.")
@@ -225,6 +298,8 @@ def few_shot_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=Non
     builder.fill(rows, columns, paired=False)
     builder.average(AVERAGE, rows, columns)
     _benchmark_note(summary, rows)
+    if source_note:
+        summary.notes.append(source_note)
     return summary
 
 
@@ -247,12 +322,12 @@ def protocol_summary(output_root: str, protocol: str, trainers: Optional[Sequenc
     given trainers and trainer config); ``options`` go to the protocol's summary function."""
     runs = [
         r for r in collect_runs(output_root)
-        if r.key.kind.startswith(protocol) and (not trainers or r.key.trainer in trainers)
-        and (not cfg or r.key.cfg == cfg)
+        if (not trainers or r.key.trainer in trainers) and (not cfg or r.key.cfg == cfg)
     ]
-    if not runs:
+    summary = SUMMARIES[protocol](runs, **options)
+    if not summary.methods:
         raise FileNotFoundError(
-            f"No finished {protocol} runs (folders with result.json laid out as in "
+            f"No finished {protocol} runs (folders with result.json or a finished log.txt, laid out as in "
             f"textrefiner/results/layout.py) under {output_root}; pass the output root the launchers wrote into"
         )
-    return SUMMARIES[protocol](runs, **options)
+    return summary

@@ -3,6 +3,12 @@
     python -m textrefiner.sweep --config configs/sweeps/base2new_synthetic.yaml
     python -m textrefiner.sweep --protocol base2new --datasets caltech101 dtd --seeds 1 2 3 \\
         --trainers CoOp CoOp_TextRefiner --gpus 0 1 -- OPTIM.MAX_EPOCH 10
+    python -m textrefiner.sweep --protocol few_shot --datasets dtd --tag ep20 -- OPTIM.MAX_EPOCH 20
+    python -m textrefiner.sweep --protocol base2new --dry-run     # the paper's grid, listed only
+
+A sweep needs --protocol or --config: without either it prints this help and runs nothing.
+Before the first job, every dataset, CLIP weights file and output folder the grid needs is
+checked and all problems are listed at once (--no-preflight skips the check).
 
 Flags override the YAML file's keys (textrefiner/sweep/settings.py lists them); train.py
 ``KEY VALUE`` overrides come after ``--``. A job whose steps all hold ``result.json`` is
@@ -21,6 +27,7 @@ from ..protocols import PROTOCOLS
 from ..results.render import render, save
 from ..results.tables import protocol_summary
 from .executors import EXECUTORS, Progress
+from .preflight import preflight
 from .runner import JobOutcome, skipped
 from .settings import SweepSettings, load_yaml
 
@@ -42,9 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", nargs="+", help="local executor: run one job per listed GPU at a time")
     p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE",
                    help="submitit AutoExecutor parameters, e.g. slurm_partition=gpu timeout_min=600")
+    p.add_argument("--tag", help="run tag: these settings get their own folders, <cfg>/<tag>/seed<S>")
+    p.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace runs made with other settings (deletes their folders) instead of refusing")
     p.add_argument("--log-dir", help="per-job logs and sweep_report.json (default: <output>/sweep_logs)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="final table: A and B side by side")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and their state; run nothing")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="start without checking datasets, CLIP weights and output folders first")
     p.add_argument("--save", nargs="+", default=[], metavar="FILE",
                    help="also write the final table to .md, .csv, .txt or .png (plot) files")
     return p
@@ -63,7 +75,7 @@ def settings_from(args: argparse.Namespace, opts: Optional[List[str]]) -> SweepS
     settings = SweepSettings()
     if args.config:
         settings.update(load_yaml(args.config), args.config)
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "dry_run", "save", "slurm")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "dry_run", "save", "slurm", "no_preflight")}
     settings.update({**flags, "opts": opts}, "command line")
     if args.slurm:
         settings.slurm.update(_parameter(kv) for kv in args.slurm)
@@ -94,6 +106,9 @@ def print_table(settings: SweepSettings, save_paths: List[str]) -> None:
         except FileNotFoundError:
             print(f"\nNo finished {settings.protocol} runs with {shots} shots to tabulate yet.")
             continue
+        except ValueError as e:  # e.g. seeds made with different settings: no table rather than a wrong one
+            print(f"\nNo {settings.protocol} table: {e}")
+            continue
         print("\n" + render(summary))
         if settings.compare:
             print(render(summary, compare=settings.compare))
@@ -105,7 +120,7 @@ def print_table(settings: SweepSettings, save_paths: List[str]) -> None:
 
 def run_jobs(settings: SweepSettings, jobs) -> List[JobOutcome]:
     """Skip the finished jobs, run the others with the chosen executor; outcomes in grid order."""
-    progress = Progress(jobs)
+    progress = Progress(jobs, parallel=len(settings.gpus) if settings.executor == "local" else 1)
     outcomes, pending = [], []
     for job in jobs:
         if job.status() == "done":
@@ -131,6 +146,9 @@ def print_outcomes(outcomes: List[JobOutcome]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args, opts = parse(sys.argv[1:] if argv is None else argv)
+    if not (args.protocol or args.config):
+        build_parser().print_help()
+        raise SystemExit("\nsweep: say what to run with --protocol or --config (add --dry-run to list the jobs first)")
     try:
         settings = settings_from(args, opts)
         jobs = settings.jobs()
@@ -142,8 +160,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.dry_run:
         list_jobs(jobs)
         return
+    if not args.no_preflight:
+        problems = preflight(jobs, settings.data)
+        if problems:
+            print(f"\nNothing started: the grid cannot run as it is ({len(problems)} problem(s)):", file=sys.stderr)
+            for problem in problems:
+                print(f"  - {problem}", file=sys.stderr)
+            raise SystemExit("Fix them and rerun (python -m textrefiner.data.doctor --root DATA checks datasets "
+                             "in depth), or pass --no-preflight to start anyway.")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    outcomes = run_jobs(settings, jobs)
+    try:
+        outcomes = run_jobs(settings, jobs)
+    except RuntimeError as e:  # an executor that cannot start here: say which one to use
+        raise SystemExit(f"sweep: {e}")
     write_report(settings, outcomes, started)
     print_outcomes(outcomes)
     print_table(settings, args.save)

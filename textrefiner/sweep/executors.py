@@ -2,7 +2,9 @@
 submitit (a SLURM cluster, or submitit's local executor that runs the same path here)."""
 import os
 import queue
+import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -12,28 +14,44 @@ from .runner import JobOutcome, log_path, run_job
 
 
 class Progress:
-    """Prints ``[i/N] job: what happened`` lines; i is the job's place in the whole grid."""
+    """Prints ``[i/N] job: what happened`` lines; i is the job's place in the whole grid. After
+    each job that ran, an ETA for the jobs left: their count times the mean time of the jobs
+    that ran, divided by how many run at once."""
 
-    def __init__(self, jobs: Sequence[Job]):
+    def __init__(self, jobs: Sequence[Job], parallel: int = 1):
         self.number = {job.name: i for i, job in enumerate(jobs, 1)}
         self.total = len(jobs)
+        self.parallel = max(1, parallel)
+        self._done = 0
+        self._ran_seconds: List[float] = []
         self._lock = threading.Lock()
 
     def say(self, job_name: str, label: str, text: str) -> None:
         with self._lock:
             print(f"[{self.number[job_name]}/{self.total}] {label}: {text}", flush=True)
 
-    def started(self, job: Job, where: str = "") -> None:
-        self.say(job.name, job.label, f"running{' on ' + where if where else ''}")
+    def started(self, job: Job, where: str = "", log: str = "") -> None:
+        text = f"running{' on ' + where if where else ''}{'; log: ' + log if log else ''}"
+        self.say(job.name, job.label, text)
 
     def finished(self, outcome: JobOutcome) -> None:
+        self._done += 1
         if outcome.status == "failed":
             text = f"FAILED at {outcome.failed_step} ({outcome.message}); log: {outcome.log}"
         elif outcome.status == "skipped":
             text = "skipped (already done)"
         else:
-            text = f"ok in {outcome.seconds:.0f} s ({', '.join(outcome.steps_run)})"
+            self._ran_seconds.append(outcome.seconds)
+            text = f"ok in {outcome.seconds:.0f} s ({', '.join(outcome.steps_run)}){self.eta()}"
         self.say(outcome.name, outcome.label, text)
+
+    def eta(self) -> str:
+        left = self.total - self._done
+        if not left or not self._ran_seconds:
+            return ""
+        seconds = left * sum(self._ran_seconds) / len(self._ran_seconds) / self.parallel
+        finish = time.strftime("%H:%M", time.localtime(time.time() + seconds))
+        return f"; {left} jobs left, ETA {seconds / 3600:.1f} h (about {finish})"
 
 
 def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = ()) -> List[JobOutcome]:
@@ -46,7 +64,7 @@ def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Seq
     def work(job: Job) -> JobOutcome:
         gpu = free.get()
         try:
-            progress.started(job, f"GPU {gpu}" if gpu is not None else "")
+            progress.started(job, f"GPU {gpu}" if gpu is not None else "", log_path(log_dir, job))
             env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
             outcome = run_job(job, log_path(log_dir, job), env)
         finally:
@@ -74,6 +92,9 @@ def run_with_submitit(jobs: Sequence[Job], log_dir: str, progress: Progress, clu
         raise RuntimeError(
             "This executor needs submitit: pip install submitit (or pip install -e '.[sweep]')"
         ) from None
+    if cluster == "slurm" and shutil.which("sbatch") is None:
+        raise RuntimeError("--executor slurm needs SLURM's sbatch, which this machine lacks: start the sweep on "
+                           "the cluster's login node, or run here with --executor local (--gpus 0 1 ...)")
     # submitit's workers unpickle run_job, so they must import this package; they inherit our environment
     os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     executor = submitit.AutoExecutor(folder=os.path.join(log_dir, "submitit"), cluster=cluster)
@@ -85,7 +106,7 @@ def run_with_submitit(jobs: Sequence[Job], log_dir: str, progress: Progress, clu
     by_id: Dict[str, Job] = {}
     for job, handle in zip(jobs, submitted):
         by_id[handle.job_id] = job
-        progress.started(job, f"{cluster} job {handle.job_id}")
+        progress.started(job, f"{cluster} job {handle.job_id}", log_path(log_dir, job))
     outcomes = []
     for handle in submitit.helpers.as_completed(submitted, poll_frequency=2):
         job = by_id[handle.job_id]

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
 from ..protocols import Job, ModelNotReady, run_step
+from ..protocols.identity import SettingsConflict
 
 
 @dataclass
@@ -55,7 +56,7 @@ def run_job(job: Job, log: str, env: Optional[dict] = None) -> JobOutcome:
             was_done = step.done
             try:
                 code = run_step(step, out, env)
-            except ModelNotReady as e:
+            except (ModelNotReady, SettingsConflict) as e:
                 code, outcome.message = 1, str(e)
                 print(e, file=out)
             if not was_done:

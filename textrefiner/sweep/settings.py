@@ -12,6 +12,8 @@ Every key (all optional):
     data: data                    # dataset root (default: $DATA or ./data)
     output: output                # output root (default: $OUTPUT or ./output)
     opts: {OPTIM.MAX_EPOCH: 2}    # train.py KEY VALUE overrides (a mapping or a flat list)
+    tag: ep2                      # run tag: these settings get their own folder, <cfg>/<tag>/seed<S>
+    overwrite: false              # true: replace runs made with other settings (deletes their folders)
     executor: local               # local | submitit-local | slurm
     gpus: [0, 1]                  # local: one job per listed GPU at a time
     slurm: {slurm_partition: gpu, timeout_min: 600}   # submitit AutoExecutor parameters
@@ -42,6 +44,8 @@ class SweepSettings:
     data: str = field(default_factory=lambda: os.environ.get("DATA") or "data")
     output: str = field(default_factory=lambda: os.environ.get("OUTPUT") or "output")
     opts: List[str] = field(default_factory=list)
+    tag: str = ""
+    overwrite: bool = False
     executor: str = "local"
     gpus: List[str] = field(default_factory=list)
     slurm: Dict[str, Any] = field(default_factory=dict)
@@ -83,7 +87,8 @@ class SweepSettings:
         """The grid, ordered so that all trainers of a (dataset, shots, seed) run one after another."""
         jobs = []
         for trainer in self.trainers:
-            setup = Setup(trainer, self.cfg, self.data, self.output, tuple(self.opts))
+            setup = Setup(trainer, self.cfg, self.data, self.output, tuple(self.opts), str(self.tag or ""),
+                          bool(self.overwrite))
             jobs += PROTOCOLS[self.protocol](setup, self.datasets, self.seeds, self.shots)
         order = {d: i for i, d in enumerate(paper_order(j.dataset for j in jobs))}
         return sorted(jobs, key=lambda j: (order[j.dataset], j.shots, j.seed))  # stable: trainer order kept

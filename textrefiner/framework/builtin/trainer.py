@@ -8,6 +8,7 @@ training", final test). Subclasses implement ``build_model`` and
 ``forward_backward``, exactly as for Dassl.
 """
 import datetime
+import os
 import os.path as osp
 import time
 from collections import OrderedDict
@@ -103,13 +104,27 @@ class TrainerBase:
             raise FloatingPointError("Loss is infinite or NaN!")
 
     def init_writer(self, log_dir: str) -> None:
-        """Dassl writes TensorBoard scalars; the built-in engine keeps everything in log.txt."""
+        """TensorBoard scalars as Dassl writes them, when tensorboard is installed (it is optional:
+        without it everything is still in log.txt)."""
+        if self._writer is not None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("TensorBoard is not installed: no event files (pip install tensorboard); log.txt has everything")
+            return
+        os.makedirs(log_dir, exist_ok=True)
+        print(f"Initialize tensorboard (log_dir={log_dir})")
+        self._writer = SummaryWriter(log_dir=log_dir)
 
     def close_writer(self) -> None:
-        pass
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def write_scalar(self, tag: str, scalar_value, global_step=None) -> None:
-        pass
+        if self._writer is not None:  # only while training, as in Dassl
+            self._writer.add_scalar(tag, scalar_value, global_step)
 
     def train(self, start_epoch: int, max_epoch: int) -> None:
         self.start_epoch = start_epoch
@@ -210,6 +225,7 @@ class SimpleTrainer(TrainerBase):
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
         self.start_epoch = self.resume_model_if_exist(directory)
+        self.init_writer(osp.join(self.output_dir, "tensorboard"))  # Dassl's folder
         self.time_start = time.time()
 
     def after_train(self) -> None:
@@ -285,6 +301,10 @@ class TrainerX(SimpleTrainer):
             losses.update(loss_summary)
             if (self.batch_idx + 1) % print_freq == 0 or self.num_batches < print_freq:
                 self._print_progress(losses, batch_time, data_time)
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():  # Dassl's tags and steps
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
 
     def _print_progress(self, losses: MetricMeter, batch_time: AverageMeter, data_time: AverageMeter) -> None:

@@ -1,0 +1,52 @@
+"""The sweep before and while it runs: no flags prints usage, a preflight lists everything the
+grid lacks at once before any job starts, progress lines carry each job's log and an ETA."""
+import importlib.util
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from textrefiner.sweep.cli import main
+from textrefiner.sweep.executors import Progress
+from textrefiner.sweep.runner import JobOutcome
+
+
+def test_no_flags_prints_usage_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="--protocol or --config"):
+        main([])
+    assert "usage: python -m textrefiner.sweep" in capsys.readouterr().out
+    assert not any(tmp_path.iterdir())
+
+
+def test_preflight_lists_every_missing_dataset_and_weights_before_any_job(tmp_path, capsys):
+    out = tmp_path / "output"
+    args = ["--protocol", "base2new", "--datasets", "dtd", "caltech101", "--trainers", "CoOp", "--seeds", "1",
+            "--data", str(tmp_path / "data"), "--output", str(out), "--", "MODEL.BACKBONE.NAME",
+            str(tmp_path / "ViT-B-16.pt")]
+    with pytest.raises(SystemExit, match="no-preflight"):
+        main(args)
+    err = capsys.readouterr().err
+    assert "Nothing started" in err and "3 problem(s)" in err
+    assert "DescribableTextures: dataset folder not found" in err and "Caltech101: dataset folder not found" in err
+    assert f"CLIP weights {tmp_path / 'ViT-B-16.pt'}: no such file" in err
+    assert not out.exists(), "no job started"
+
+
+def test_progress_names_each_log_and_estimates_the_rest(capsys):
+    jobs = [SimpleNamespace(name=f"job{i}", label=f"job {i}") for i in range(4)]
+    progress = Progress(jobs, parallel=2)
+    progress.started(jobs[0], "GPU 0", "logs/job0.log")
+    progress.finished(JobOutcome("job0", "job 0", "ok", seconds=3600.0, steps_run=["few_shot"]))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "[1/4] job 0: running on GPU 0; log: logs/job0.log"
+    assert "3 jobs left, ETA 1.5 h" in lines[1]  # 3 jobs x 1 h / 2 at a time
+
+
+@pytest.mark.skipif(importlib.util.find_spec("submitit") is None or shutil.which("sbatch") is not None,
+                    reason="needs submitit and a machine without SLURM")
+def test_slurm_off_a_cluster_says_what_to_do(tmp_path):
+    args = ["--protocol", "few_shot", "--datasets", "synthetic", "--shots", "1", "--seeds", "1", "--trainers", "CoOp",
+            "--output", str(tmp_path), "--executor", "slurm", "--no-preflight"]
+    with pytest.raises(SystemExit, match="sbatch.*--executor local"):
+        main(args)

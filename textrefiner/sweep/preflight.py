@@ -1,0 +1,55 @@
+"""Before a sweep's first job: everything the whole grid needs, checked at once, so a missing
+dataset or CLIP weights file stops the sweep with one list instead of failing every job in turn.
+
+Checked: each dataset's folder and split or list files (what ``python -m textrefiner.data.doctor``
+checks first, without reading images), the CLIP weights each step's config names, and folders
+holding a run made with other settings (``protocols/identity.py``).
+"""
+import os.path as osp
+from typing import List, Sequence
+
+from ..protocols import Job
+from ..results.benchmarks import XD_SOURCE
+
+
+def dataset_problems(data_root: str, datasets: Sequence[str]) -> List[str]:
+    """One line per problem of the CoOp-layout datasets named (others, e.g. synthetic, make their own data)."""
+    from ..data.catalog import COOP_DATASETS
+
+    lines = []
+    for name in datasets:
+        reader = next((r for r in COOP_DATASETS if r.matches(name)), None)
+        if reader is not None:
+            lines += [p.line() for p in reader.layout_problems(data_root)]
+    return lines
+
+
+def weights_problem(name: str, path: str) -> str:
+    """Why the CLIP weights ``MODEL.BACKBONE.NAME``/``PATH`` cannot be loaded on this machine, or ""."""
+    from ..clip_backbone import RANDOM_PREFIX, default_cache_dir, import_clip
+
+    if name.startswith(RANDOM_PREFIX):
+        return ""
+    clip = import_clip()
+    if name in clip.available_models():
+        url = clip.clip._MODELS[name]
+        target = path or osp.join(default_cache_dir(), osp.basename(url))
+        if osp.isfile(target):
+            return ""
+        return (f"CLIP weights {name}: {target} not found; download {url} there "
+                f"or set MODEL.BACKBONE.PATH to the file (after -- in the sweep command)")
+    return "" if osp.isfile(name) else f"CLIP weights {name}: no such file"
+
+
+def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
+    """Every problem that would make a pending step of ``jobs`` fail, one line each."""
+    pending = [step for job in jobs for step in job.steps if not step.done]
+    datasets = sorted({step.key.dataset for step in pending} | ({XD_SOURCE} if any(
+        step.key.kind == "xd_train" for step in pending) else set()))
+    problems = dataset_problems(data_root, datasets)
+    weights = sorted({(step.expected[1].get("MODEL.BACKBONE.NAME", ""), step.expected[1].get("MODEL.BACKBONE.PATH", ""))
+                      for step in pending})
+    problems += [p for p in (weights_problem(name, path) for name, path in weights) if p]
+    conflicts = [None if step.overwrite else step.conflict() for step in pending]
+    problems += [f"settings: {c}" for c in dict.fromkeys(conflicts) if c]  # siblings repeat one message
+    return problems
