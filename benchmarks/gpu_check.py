@@ -42,9 +42,10 @@ from textrefiner.precision import PRECISIONS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Max |logits - fp32 logits| / logit scale (a cosine-similarity difference) after the same steps.
-# fp16/amp round to 11 significant bits, bf16 to 8; twelve blocks and a few steps compound it.
-TOLERANCES = {"fp32": 0.0, "fp16": 1e-2, "amp": 1e-2, "bf16": 5e-2}
+# Max |logits - fp32 logits| after the same steps, relative to the spread (max - min) of fp32's logits.
+# Forward pass alone, random ViT-B/16 on the CPU: fp16 weights 0.23 %, bf16 autocast 0.9 %; the
+# tolerances leave about 10x for the steps (amp may skip its first ones) and for GPU kernels.
+TOLERANCES = {"fp32": 0.0, "fp16": 0.03, "amp": 0.03, "bf16": 0.1}
 
 FULL = dict(student="random:ViT-B/16", teacher="random:ViT-L/14", steps=5, batch=8, eval_images=100, test_batch=100,
             throughput_batch=512,
@@ -155,8 +156,9 @@ def progress(row: dict) -> str:
         return f"ERROR {row['error']}"
     status = "ok" if trainer_check.passed(row) else "FAILED"
     ran = f" (ran as {row['prec_ran']})" if row.get("prec_ran") != row["prec"] else ""
-    cos = row.get("vs_fp32", {}).get("max_cosine_diff")
-    return status + ran + (f", max cosine diff vs fp32 {cos:.2e}" if cos is not None else "")
+    relative = row.get("vs_fp32", {}).get("relative_diff")
+    vs_fp32 = "" if relative is None else f", max diff vs fp32 {100 * relative:.2f} % of the logits' spread"
+    return status + ran + vs_fp32
 
 
 def run_speed(args, settings, seconds_left: float, clock: Clock) -> dict:
@@ -214,12 +216,14 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.md").write_text(text + "\n")
     (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
-    clock.say(f"wrote {out / stem}.md and .json; " + (f"FAILED: {', '.join(failed)}" if failed else "all checks passed"))
+    verdict = f"FAILED: {', '.join(failed)}" if failed else "all checks passed"
+    clock.say(f"wrote {out / stem}.md and .json; {verdict}")
     return 1 if failed else 0
 
 
 def _settings(settings) -> dict:
-    keys = ("student", "teacher", "steps", "batch", "eval_images", "test_batch", "throughput_batch", "throughput_rounds", "seed", "speed_args")
+    keys = ("student", "teacher", "steps", "batch", "eval_images", "test_batch", "throughput_batch",
+            "throughput_rounds", "seed", "speed_args")
     return {k: getattr(settings, k) for k in keys}
 
 

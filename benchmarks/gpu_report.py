@@ -17,8 +17,9 @@ def _header(results: dict) -> str:
         f"commit {m['commit'] or 'n/a'}{' (with uncommitted changes)' if m['dirty'] else ''}.",
         f"Trainers: {s['steps']} training steps at batch {s['batch']} on Synthetic (224 px), student "
         f"{s['student']}, teacher {s['teacher']}, seed {s['seed']}; then save, a fresh build, load, and the "
-        f"trainer's own test loop ({s['eval_images']} test images, decoded once for all rows). Warm-up is off so that the steps use the configs' lr.",
-        f"Tolerance vs fp32 (max |logits - fp32 logits| / logit scale, i.e. a cosine difference): "
+        f"trainer's own test loop ({s['eval_images']} test images, decoded once for all rows). "
+        "Warm-up is off so that the steps use the configs' lr.",
+        "Tolerance vs fp32 (max |logits - fp32 logits| relative to the spread, max - min, of fp32's logits): "
         + ", ".join(f"{p} {t:g}" for p, t in results["tolerances"].items() if p != "fp32") + ".",
         f"Elapsed {results['elapsed_s']:.0f} s of a {results['budget_s']:.0f} s budget "
         f"(trainer checks {results['trainer_checks_s']:.0f} s).",
@@ -44,9 +45,9 @@ def _trainer_table(results: dict) -> str:
         "## Every trainer in every precision",
         "",
         "| trainer | PREC (ran) | losses finite | prompts moved | cache moved | reload equal | "
-        "max cos diff vs fp32 (tol) | predictions as fp32 | test acc % | step s | peak step MiB | "
+        "max diff vs fp32: abs, cosine, relative (tol) | predictions as fp32 | test acc % | step s | peak step MiB | "
         f"images/s at batch {batch} |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for r in results["trainers"]:
@@ -56,8 +57,9 @@ def _trainer_table(results: dict) -> str:
             continue
         ran = r["prec"] + ("" if r["prec_ran"] == r["prec"] else f" ({r['prec_ran']})")
         vs = r.get("vs_fp32")
-        cos = "reference" if vs is None else f"{vs['max_cosine_diff']:.1e} ({vs['tolerance']:g})" + (
-            "" if vs["within_tolerance"] else " **NO**")
+        cos = "reference" if vs is None else (
+            f"{vs['max_abs_diff']:.1e}, {vs['max_cosine_diff']:.1e}, {vs['relative_diff']:.1e} ({vs['tolerance']:g})"
+            + ("" if vs["within_tolerance"] else " **NO**"))
         agree = "" if vs is None else f"{100 * vs['prediction_agreement']:.0f}%"
         train = r["train"]
         lines.append(
