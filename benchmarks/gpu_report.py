@@ -3,7 +3,7 @@ from benchmarks import report
 
 
 def markdown(results: dict) -> str:
-    parts = [_header(results), _trainer_table(results), _speed(results["speed"])]
+    parts = [_header(results), _trainer_table(results), *map(_speed, results["speed"])]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -81,16 +81,16 @@ def _trainer_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _speed(speed: dict) -> str:
-    if speed.get("skipped"):
-        return f"## Speed benchmark\n\nSkipped ({speed['skipped']})."
-    if speed.get("error"):
-        return (f"## Speed benchmark\n\n`speed.py {' '.join(speed['argv'])}`: **{speed['error']}**\n\n"
-                f"```\n{speed.get('log_tail', '')[-1500:]}\n```")
+def _speed(run: dict) -> str:
+    if run.get("skipped"):
+        return f"## Speed benchmark {run.get('prec', '')}\n\nSkipped ({run['skipped']})."
+    if run.get("error"):
+        return (f"## Speed benchmark {run['prec']}\n\n`speed.py {' '.join(run['argv'])}`: **{run['error']}**\n\n"
+                f"```\n{run.get('log_tail', '')[-1500:]}\n```")
     from benchmarks.speed import parse_args  # report.markdown reads speed.py's arguments
 
-    args = parse_args(speed["argv"])
-    body = report.markdown(speed["results"], args).replace("\n## ", "\n### ")
+    args = parse_args(run["argv"])
+    body = report.markdown(run["results"], args).replace("\n## ", "\n### ")
     heading, rest = body.split("\n", 1)
-    command = f"`python benchmarks/speed.py {' '.join(speed['argv'][:-2])}`"
-    return heading.replace("# Speed and memory", "## Speed benchmark", 1) + f"\n\n{command}\n" + rest
+    command = f"`python benchmarks/speed.py {' '.join(run['argv'][:-2])}`"
+    return heading.replace("# Speed and memory", f"## Speed benchmark {run['prec']}", 1) + f"\n\n{command}\n" + rest

@@ -67,10 +67,10 @@ def test_quick_run_writes_its_table_and_says_it_is_not_a_gpu_run(quick_run):
         ran = row.get("prec_ran", row["prec"])
         label = row["prec"] if ran == row["prec"] else f"{row['prec']} ({ran})"
         assert f"| {row['trainer']} | {label} |" in text
-    speed = results["speed"]
+    (speed,) = results["speed"]
     assert "error" not in speed, speed.get("log_tail")
-    assert speed["results"]["meta"]["prec"] == "fp16"
-    assert "## Speed benchmark" in text and "### Training step" in text and "### Ratios" in text
+    assert speed["prec"] == speed["results"]["meta"]["prec"] == "fp16"
+    assert "## Speed benchmark fp16" in text and "### Training step" in text and "### Ratios" in text
 
 
 def _row(**changes) -> dict:
