@@ -9,11 +9,11 @@ def markdown(results: dict) -> str:
 
 def _header(results: dict) -> str:
     m, s = results["meta"], results["settings"]
-    gpu = f", {m['gpu_memory_gib']} GiB, cuDNN {m['cudnn']}" if "gpu_memory_gib" in m else ""
+    gpu = f", {m['gpu_memory_gib']} GiB, cuDNN {m['cudnn']}; host CPU {m['cpu']}" if "gpu_memory_gib" in m else ""
     lines = [
         f"# GPU check ({m['date']}, mode {m['mode']})",
         "",
-        f"{m['device']}{gpu}; host CPU {m['cpu']}; torch {m['torch']}, CUDA {m['cuda']}, Python {m['python']}; "
+        f"{m['device']}{gpu}; torch {m['torch']}, CUDA {m['cuda']}, Python {m['python']}; "
         f"commit {m['commit'] or 'n/a'}{' (with uncommitted changes)' if m['dirty'] else ''}.",
         f"Trainers: {s['steps']} training steps at batch {s['batch']} on Synthetic (224 px), student "
         f"{s['student']}, teacher {s['teacher']}, seed {s['seed']}; then save, a fresh build, load, and the "
@@ -76,14 +76,15 @@ def _trainer_table(results: dict) -> str:
             notes.append(f"{r['trainer']} {r['prec']}: GradScaler scale after the steps {r['grad_scale']:g} "
                          "(each halving from 65536 is a skipped step)")
     notes = list(dict.fromkeys(notes))
-    lines += ["", "cache moved: n/a where the trainer has no cache. step s: median of the steps after the first "
-              "(the last step runs under the peak-memory meter on CUDA)."] + [f"- {n}" for n in notes]
+    lines += ["", "cache moved: n/a where the trainer has no cache. test acc: of a random-init CLIP, so about "
+              "chance (10 classes). step s: median of the steps after the first (the last step runs under the "
+              "peak-memory meter on CUDA)."] + [f"- {n}" for n in notes]
     return "\n".join(lines)
 
 
 def _speed(run: dict) -> str:
     if run.get("skipped"):
-        return f"## Speed benchmark {run.get('prec', '')}\n\nSkipped ({run['skipped']})."
+        return f"## Speed benchmark {run.get('prec', '')}".rstrip() + f"\n\nSkipped ({run['skipped']})."
     if run.get("error"):
         return (f"## Speed benchmark {run['prec']}\n\n`speed.py {' '.join(run['argv'])}`: **{run['error']}**\n\n"
                 f"```\n{run.get('log_tail', '')[-1500:]}\n```")
