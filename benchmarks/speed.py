@@ -29,6 +29,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -250,13 +251,21 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
+def precision_that_runs(prec: str, device: torch.device) -> str:
+    """fp16 and amp fall back to fp32 off CUDA (the policy warns where the model is built)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Precision(prec, device).name
+
+
 def meta(args) -> dict:
     device = torch.device(args.device)
     cpu = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     return dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), device=name,
-        threads=torch.get_num_threads(), torch=torch.__version__, cuda=torch.version.cuda, backbone=args.backbone, prec=args.prec,
+        threads=torch.get_num_threads(), torch=torch.__version__, cuda=torch.version.cuda, backbone=args.backbone,
+        prec=args.prec, prec_ran=precision_that_runs(args.prec, device),
         batch=args.batch, classes=args.classes, loadavg_start=loadavg(), text_positions={},
         memory_method=CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
     )

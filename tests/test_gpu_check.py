@@ -70,6 +70,7 @@ def test_quick_run_writes_its_table_and_says_it_is_not_a_gpu_run(quick_run):
     (speed,) = results["speed"]
     assert "error" not in speed, speed.get("log_tail")
     assert speed["prec"] == speed["results"]["meta"]["prec"] == "fp16"
+    assert speed["results"]["meta"]["prec_ran"] == "fp32" and "fp16 (ran as fp32)" in text
     assert "## Speed benchmark fp16" in text and "### Training step" in text and "### Ratios" in text
 
 
