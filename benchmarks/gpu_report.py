@@ -52,7 +52,8 @@ def _trainer_table(results: dict) -> str:
     notes = []
     for r in results["trainers"]:
         if r.get("skipped") or r.get("error"):
-            why = r.get("skipped") or f"error: {r['error']}"
+            # one table cell: the first line of the error, no column separators (the JSON has the traceback)
+            why = r.get("skipped") or "error: " + r["error"].splitlines()[0].replace("|", "/")[:200]
             lines.append(f"| {r['trainer']} | {r['prec']} | {why} |" + " |" * 9)
             continue
         ran = r["prec"] + ("" if r["prec_ran"] == r["prec"] else f" ({r['prec_ran']})")
@@ -72,6 +73,8 @@ def _trainer_table(results: dict) -> str:
             notes.append(f"{r['trainer']} is evaluation only: nothing is trained, saved or loaded.")
         if r.get("unchanged_modules"):
             notes.append(f"{r['trainer']} {r['prec']}: unchanged after the steps: {', '.join(r['unchanged_modules'])}")
+        if r.get("reload_equal") is False:
+            notes.append(f"{r['trainer']} {r['prec']}: reloaded logits differ by up to {r['reload_max_abs_diff']:.2e}")
         if "grad_scale" in r:
             notes.append(f"{r['trainer']} {r['prec']}: GradScaler scale after the steps {r['grad_scale']:g} "
                          "(each halving from 65536 is a skipped step)")
