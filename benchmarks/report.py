@@ -68,10 +68,13 @@ def markdown(results: dict, args) -> str:
 def _header(results: dict, args) -> str:
     m = results["meta"]
     positions = ", ".join(f"{n} at {c} classes" for c, n in m["text_positions"].items())
+    cuda = f" (CUDA {m['cuda']})" if m.get("cuda") and "CPU" not in m["device"] else ""
+    ran = m.get("prec_ran", args.prec)
+    prec = args.prec if ran == args.prec else f"{args.prec} (ran as {ran})"
     return "\n".join([
         f"# Speed and memory ({m['date']})",
         "",
-        f"{m['device']} ({m['threads']} threads), torch {m['torch']}, {m['backbone']} random init, {args.prec}, "
+        f"{m['device']} ({m['threads']} threads), torch {m['torch']}{cuda}, {m['backbone']} random init, {prec}, "
         f"batch {args.batch}. Text positions our path encodes (of 77): {positions}. "
         f"Load average (1, 5, 15 min): {m['loadavg_start']} at start, {m['loadavg_end']} at end.",
         f"Times: median of up to {args.repeats} interleaved rounds after {args.warmup} warm-up round(s). "

@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py                  # random:ViT-B/16, batch 32, 50 and 1000 classes (2 CPU cores: ~35 min, --no-maple ~15)
     python benchmarks/speed.py --quick          # random:tiny, tiny sizes: a minute or two on 2 CPU cores (CI runs it)
-    python benchmarks/speed.py --device cuda    # on a GPU (add --release-max-classes 1000 if memory allows)
+    python benchmarks/speed.py --device cuda    # on a GPU: release-style measured at every class count that fits
     python benchmarks/speed.py --json speed.json
 
 Everything runs in one process on one random-init CLIP (no weights or datasets needed):
@@ -16,7 +16,9 @@ Release-style training at many classes needs about 29 MB per class on the CPU (a
 positions with gradients), more than a 24 GB machine has at 1000 classes: beyond
 ``--release-max-classes`` its time and memory are extrapolated linearly in the number
 of classes from two measured points (the text side is exactly linear in it), and
-marked as such.
+marked as such. On a GPU whose memory holds it (``RELEASE_MB_PER_CLASS``), the default
+measures it at every ``--classes`` value instead. On CUDA, peak memory is
+``torch.cuda.max_memory_allocated`` during one step.
 """
 import argparse
 import datetime
@@ -27,6 +29,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -44,6 +47,8 @@ from textrefiner.cli.train import register_plugins  # noqa: E402
 from textrefiner.clip_backbone import load_clip  # noqa: E402
 from textrefiner.precision import Precision  # noqa: E402
 
+RELEASE_MB_PER_CLASS = 30  # release-style training memory per class (measured on the CPU, fp32, batch 32)
+DEFAULT_RELEASE_MAX_CLASSES = 100  # where the memory does not hold every class count
 QUICK = dict(backbone="random:tiny", batch=4, classes=[10, 40], chunk=16, release_max_classes=20,
              eval_images=32, repeats=1, budget=0.0, max_words=8)
 
@@ -56,8 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--classes", type=int, nargs="+", default=[50, 1000])
     p.add_argument("--chunk", type=int, default=100, help="TEXT_CHUNK_SIZE of the chunked variant (0: leave it out)")
-    p.add_argument("--release-max-classes", type=int, default=100,
-                   help="train the release-style variant at most at this many classes; extrapolate beyond")
+    p.add_argument("--release-max-classes", type=int, default=None,
+                   help="train the release-style variant at most at this many classes; extrapolate beyond "
+                        f"(default: every --classes value on a GPU whose memory holds it, else {DEFAULT_RELEASE_MAX_CLASSES})")
     p.add_argument("--eval-images", type=int, default=10000, help="test-set size for evaluation images/s")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds per comparison")
     p.add_argument("--repeats", type=int, default=9, help="at most this many timed rounds per comparison")
@@ -70,9 +76,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="tiny backbone and sizes: a smoke run (a minute or two on 2 CPU cores)")
     p.add_argument("--memory-probe", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.quick:
-        vars(args).update(QUICK)
+    if args.quick:  # the quick sizes are defaults: flags given explicitly still win
+        p.set_defaults(**QUICK)
+        args = p.parse_args(argv)
+    if args.release_max_classes is None:
+        args.release_max_classes = default_release_max_classes(args)
     return args
+
+
+def default_release_max_classes(args) -> int:
+    """Every class count where a GPU's memory holds release-style training (with a fifth to spare)."""
+    device = torch.device(args.device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        total_mb = torch.cuda.get_device_properties(device).total_memory / 2**20
+        if max(args.classes) * RELEASE_MB_PER_CLASS <= 0.8 * total_mb:
+            return max(args.classes)
+    return DEFAULT_RELEASE_MAX_CLASSES
 
 
 class Bench:
@@ -233,13 +252,21 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
+def precision_that_runs(prec: str, device: torch.device) -> str:
+    """fp16 and amp fall back to fp32 off CUDA (the policy warns where the model is built)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Precision(prec, device).name
+
+
 def meta(args) -> dict:
     device = torch.device(args.device)
     cpu = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     return dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), device=name,
-        threads=torch.get_num_threads(), torch=torch.__version__, backbone=args.backbone, prec=args.prec,
+        threads=torch.get_num_threads(), torch=torch.__version__, cuda=torch.version.cuda, backbone=args.backbone,
+        prec=args.prec, prec_ran=precision_that_runs(args.prec, device),
         batch=args.batch, classes=args.classes, loadavg_start=loadavg(), text_positions={},
         memory_method=CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
     )
