@@ -1,4 +1,6 @@
 """The IVLP host: deep-prompt insertion against CLIP's own blocks, and the teacher file's key layout."""
+import copy
+
 import pytest
 import torch
 
@@ -115,6 +117,18 @@ def test_context_init_as_the_release(tiny_clip):
     # more tokens than words: random context, "X" placeholders (the release's fallback)
     wide = IVLPPromptLearner(CLASSNAMES, tiny_clip, n_ctx_text=5, depth_text=1, depth_vision=1)
     assert wide.ctx.shape == (5, 128) and wide.ctx.std() < 0.05
+
+
+def test_fp16_clip_keeps_the_release_dtypes(tiny_clip):
+    half = copy.deepcopy(tiny_clip)
+    import_clip().model.convert_weights(half)
+    model = ivlp(half, depth_text=2, depth_vision=2)
+    pl = model.prompt_learner
+    # the input text context in CLIP's fp16; the deeper and vision prompts fp32 (the release's VPT), cast when used
+    assert pl.ctx.dtype == torch.float16 and pl.deep_text_ctx.dtype == pl.vision_ctx.dtype == torch.float32
+    logits = model(torch.randn(1, 3, 224, 224))
+    logits.float().sum().backward()
+    assert logits.dtype == torch.float16 and all(p.grad is not None for p in pl.parameters())
 
 
 def expected_release_keys(clip_model, depth_text, depth_vision):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import REPO, build, make_cfg, one_batch
+from textrefiner.config import ConfigError
 from textrefiner.framework import load_checkpoint
 from textrefiner.hosts.coop import tokenize
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
@@ -134,7 +135,12 @@ def test_disabled_refiner_is_exactly_promptsrc(data_root, tmp_path):
 
 
 def test_textrefiner_variant_adds_promptsrc_terms(data_root, tmp_path):
-    trainer = build(promptsrc_cfg(data_root, tmp_path, "PromptSRC_TextRefiner"))
+    teacher = str(tmp_path / "teacher.pth.tar")
+    trainer = build(promptsrc_cfg(data_root, tmp_path, "PromptSRC_TextRefiner",
+                                  opts=["TRAINER.PROMPTSRC.TEACHER_FILE", teacher]))
+    # a PromptKD teacher has no TextRefiner head: refused before training
+    with pytest.raises(ConfigError, match="--trainer PromptSRC"):
+        trainer.check_teacher_file()
     summary = train_step(trainer)
     terms = ("ce", "semantic", "regularization", "scl_logits", "scl_text", "scl_image")
     assert summary["loss"] == pytest.approx(sum(summary[t] for t in terms), rel=1e-5)

@@ -68,7 +68,8 @@ class IVLPPromptLearner(PromptLearner):
             )
         if not 0 <= depth_vision <= vision_layers:
             raise ValueError(
-                f"PROMPT_DEPTH_VISION must be between 0 and {vision_layers} (this CLIP's vision layers), got {depth_vision}"
+                f"PROMPT_DEPTH_VISION must be between 0 and {vision_layers} (this CLIP's vision layers), "
+                f"got {depth_vision}"
             )
         words = len(ctx_init.replace("_", " ").split()) if ctx_init else 0
         use_words = 0 < n_ctx_text <= words
@@ -152,6 +153,10 @@ def teacher_state_dict(model: IVLPCLIP) -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict((k, v.detach().cpu().clone()) for k, v in state.items())
 
 
+def _first(keys, n: int = 6) -> str:
+    return str(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
 def load_teacher_state_dict(model: IVLPCLIP, state: Dict[str, torch.Tensor]) -> None:
     """Load a release-layout state_dict (``teacher_state_dict``'s, or a released PromptSRC/IVLP
     checkpoint's) into ``model``, strictly: the CLIP weights too, the class-name buffers and the
@@ -163,10 +168,11 @@ def load_teacher_state_dict(model: IVLPCLIP, state: Dict[str, torch.Tensor]) -> 
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise KeyError(
-            f"The teacher state_dict does not fit this model: missing {missing[:6]}{'...' if len(missing) > 6 else ''}, "
-            f"unexpected {unexpected[:6]}{'...' if len(unexpected) > 6 else ''} (check N_CTX_*, PROMPT_DEPTH_* and the backbone)"
+            f"The teacher state_dict does not fit this model: missing {_first(missing)}, unexpected "
+            f"{_first(unexpected)} (check N_CTX_*, PROMPT_DEPTH_* and the backbone)"
         )
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items() if v.shape != expected[k].shape]
+    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+             for k, v in state.items() if v.shape != expected[k].shape]
     if wrong:
         raise ValueError(f"Teacher tensors with other shapes than this model's: {wrong[:6]}")
     pl = model.prompt_learner

@@ -61,7 +61,8 @@ class TeacherStep(Step):
     def command(self) -> List[str]:
         if osp.exists(self.teacher_file) and not self.overwrite:
             raise TeacherExists(
-                f"A teacher already exists at {self.teacher_file}: remove it, or run with TEACHER_OVERWRITE=1 to replace it"
+                f"A teacher already exists at {self.teacher_file}: remove it, or run with TEACHER_OVERWRITE=1 "
+                "to replace it"
             )
         return super().command()
 

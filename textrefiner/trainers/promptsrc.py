@@ -38,7 +38,9 @@ class PromptSRC(IVLP):
         prompt_learner = build_ivlp_prompt_learner(self.host_cfg, classnames, clip_model)
         print("Encoding the frozen CLIP's text features of 60 ImageNet templates per class (text targets)")
         frozen_text = template_text_features(clip_model.to(self.device), classnames)
-        self.model = PromptSRCCLIP(prompt_learner, clip_model, frozen_text, text_chunk_size=self.host_cfg.TEXT_CHUNK_SIZE)
+        self.model = PromptSRCCLIP(
+            prompt_learner, clip_model, frozen_text, text_chunk_size=self.host_cfg.TEXT_CHUNK_SIZE
+        )
         return {"prompt_learner": prompt_learner}
 
     def build_model(self) -> None:
