@@ -60,6 +60,47 @@ def add_maple_config(cfg: CN) -> None:
     cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = 0
 
 
+def add_ivlp_config(cfg: CN) -> None:
+    """``TRAINER.IVLP.*`` with the PromptSRC/PromptKD releases' names and defaults."""
+    cfg.TRAINER.IVLP = CN()
+    cfg.TRAINER.IVLP.N_CTX_VISION = 2  # learnable vision tokens per prompted layer
+    cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # learnable text tokens per prompted layer
+    # Prompt words before the class name; the text context starts as its first N_CTX_TEXT tokens
+    # (N(0, 0.02) when N_CTX_TEXT exceeds its words or it is "")
+    cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"
+    cfg.TRAINER.IVLP.PREC = "fp16"  # fp16 (release default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
+    # J_v: vision layers 1..J_v get their own prompts (0 = none, 1 = input only); at most the CLIP's layers
+    cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9
+    # J_t: text layers 1..J_t get their own prompts (1 = the input context only); at most the CLIP's layers
+    cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9
+    # Encode the class prompts this many at a time, each chunk checkpointed in training (0 = all
+    # at once); as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
+    cfg.TRAINER.IVLP.TEXT_CHUNK_SIZE = 0
+
+
+def add_promptsrc_config(cfg: CN) -> None:
+    """``TRAINER.PROMPTSRC.*`` with the PromptSRC release's names and defaults (integers where the
+    release has integers, so its YAML files merge)."""
+    cfg.TRAINER.PROMPTSRC = CN()
+    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4  # learnable vision tokens per prompted layer
+    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4  # learnable text tokens per prompted layer
+    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"  # as TRAINER.IVLP.CTX_INIT
+    cfg.TRAINER.PROMPTSRC.PREC = "fp16"  # fp16 (release default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9  # as TRAINER.IVLP.PROMPT_DEPTH_VISION
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9  # as TRAINER.IVLP.PROMPT_DEPTH_TEXT
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # weight of L1(prompted text vs frozen 60-template text features)
+    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10  # weight of L1(prompted vs frozen image features)
+    # Gaussian prompt aggregation: epoch e (1-based) weighs N(e; GPA_MEAN, GPA_STD^2), normalised over the epochs
+    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
+    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
+    cfg.TRAINER.PROMPTSRC.TEXT_CHUNK_SIZE = 0  # as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
+    # After training, write the final model as a PromptKD teacher file at this path ("" = none), in the
+    # release's key layout (textrefiner.hosts.ivlp.teacher_state_dict); not a release key
+    cfg.TRAINER.PROMPTSRC.TEACHER_FILE = ""
+    # Replace an existing TEACHER_FILE; False stops before training when the file exists
+    cfg.TRAINER.PROMPTSRC.TEACHER_OVERWRITE = False
+
+
 def add_refiner_config(cfg: CN) -> None:
     """``TRAINER.TEXTREFINER.*``: defaults are the authors' release (REFERENCE.md section 2)."""
     cfg.TRAINER.TEXTREFINER = CN()
@@ -80,7 +121,10 @@ def add_refiner_config(cfg: CN) -> None:
 
 
 #: what each part of the project adds, in order; a new host appends its own function here
-CONFIG_PARTS = (add_data_config, add_backbone_config, add_coop_config, add_maple_config, add_refiner_config)
+CONFIG_PARTS = (
+    add_data_config, add_backbone_config, add_coop_config, add_maple_config, add_refiner_config, add_ivlp_config,
+    add_promptsrc_config,
+)
 
 
 def project_keys() -> CN:

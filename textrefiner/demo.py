@@ -28,7 +28,7 @@ from textrefiner.results.render import render
 from textrefiner.results.tables import protocol_summary
 
 #: every host's trainers, each baseline before its TextRefiner variant
-DEMO_TRAINERS = [t for host in HOSTS.values() for t in reversed(host.trainers)]
+DEMO_TRAINERS = [t for host in HOSTS.values() if host.in_demo for t in reversed(host.trainers)]
 SHOTS = 16
 
 

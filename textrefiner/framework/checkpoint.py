@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 __all__ = [
-    "save_checkpoint", "save_registered_models", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
+    "atomic_save", "save_checkpoint", "save_registered_models", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
 ]
 
 
@@ -47,6 +47,11 @@ def _write_text(text: str):
             f.write(text)
 
     return write
+
+
+def atomic_save(obj: Any, fpath: str) -> None:
+    """``torch.save(obj, fpath)`` through a temporary file in the same folder and a rename."""
+    _atomic_write(lambda p: torch.save(obj, p), fpath)
 
 
 def save_checkpoint(

@@ -88,6 +88,15 @@ class PromptLearner(nn.Module):
         self.eot_positions: List[int] = tokenized.argmax(dim=-1).tolist()
         self.text_length = max(self.eot_positions) + 1
 
+    def learn_first_words(self, n_ctx: int) -> None:
+        """Keep only the first ``n_ctx`` context tokens learnable; the remaining words of the
+        initialisation move into the fixed suffix ("a photo of a", 2: context "a photo",
+        fixed "of a"), as MaPLe's and IVLP's releases build their prompts."""
+        words = self.ctx.detach()
+        self.ctx = nn.Parameter(words[:n_ctx].clone())
+        self.token_suffix = torch.cat([words[n_ctx:].expand(self.n_cls, -1, -1), self.token_suffix], dim=1)
+        self.n_ctx = n_ctx
+
     @staticmethod
     def _token_order(name_lens: List[int], n_ctx: int, length: int, position: str) -> Optional[torch.Tensor]:
         """Per-class permutation of the "end" layout [SOS, ctx, name, rest] into the requested layout."""

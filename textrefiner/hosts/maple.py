@@ -116,10 +116,7 @@ class MultiModalPromptLearner(PromptLearner):
                     f"N_CTX {n_ctx} is larger than the {self.n_ctx} words of CTX_INIT {ctx_init!r}: "
                     'lower N_CTX, lengthen CTX_INIT, or set CTX_INIT to "" for random initialisation'
                 )
-            words = self.ctx.detach()
-            self.ctx = nn.Parameter(words[:n_ctx].clone())
-            self.token_suffix = torch.cat([words[n_ctx:].expand(self.n_cls, -1, -1), self.token_suffix], dim=1)
-            self.n_ctx = n_ctx
+            self.learn_first_words(n_ctx)
         print(f"MaPLe design: Multi-modal Prompt Learning; learnable context tokens: {n_ctx}, prompt depth: {depth}")
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.weight.shape[0]
         # Created in the release's order, so the same RNG state draws the same initial values.

@@ -23,6 +23,8 @@ class Host:
     config_key: str = "COOP"
     #: overrides the shipped configs need on the 2-layer ``random:tiny`` CLIP (demo, quick checks)
     tiny_opts: Tuple[str, ...] = field(default=())
+    #: whether ``bash bootstrap.sh demo`` runs its trainers (20-epoch hosts would outgrow its time budget)
+    in_demo: bool = True
 
     @property
     def default_trainer(self) -> str:
@@ -49,6 +51,29 @@ HOSTS: Dict[str, Host] = {
         config_key="MAPLE",
         # the configs prompt 9 layers; random:tiny has 2 (more is an error, not a silent clamp)
         tiny_opts=("TRAINER.MAPLE.PROMPT_DEPTH", "2"),
+    ),
+    # PromptSRC's release configs (batch 4, lr 0.0025, 20 epochs; cross-dataset depth 3; few-shot 50 epochs).
+    # Also the host scripts/promptkd/train_teacher.sh launches (PromptSRC with the teacher config).
+    "promptsrc": Host(
+        name="promptsrc",
+        trainers=("PromptSRC_TextRefiner", "PromptSRC"),
+        configs={
+            "base2new": "vit_b16_c2_ep20_batch4_4+4ctx",
+            "xd": "vit_b16_c2_ep20_batch4_4+4ctx_cross_datasets",
+            "few_shot": "vit_b16_c2_ep50_batch4_4+4ctx_few_shot",
+        },
+        config_key="PROMPTSRC",
+        tiny_opts=("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2"),
+        in_demo=False,
+    ),
+    # IVLP: PromptSRC's baseline (one release config, used for every protocol)
+    "ivlp": Host(
+        name="ivlp",
+        trainers=("IVLP",),
+        configs={p: "vit_b16_c2_ep20_batch4_4+4ctx" for p in ("base2new", "xd", "few_shot")},
+        config_key="IVLP",
+        tiny_opts=("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"),
+        in_demo=False,
     ),
 }
 

@@ -5,6 +5,7 @@
     base2new_train DATASET SEED     base2new_test DATASET SEED
     xd_train SEED                   xd_test DATASET SEED
     few_shot DATASET SHOTS [SEED]   without SEED: seeds 1, 2, 3 in turn (PromptSRC's few_shot.sh)
+    train_teacher DATASET SEED      (DATASET "xd": the cross-dataset teacher; see teacher.py)
 
 Environment (all optional):
     TRAINER   trainer name (default: the host's first, e.g. CoOp_TextRefiner)
@@ -15,6 +16,8 @@ Environment (all optional):
     TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
     OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
+    TEACHER_DIR        train_teacher: the teacher root PromptKD reads (default: ./teacher_model)
+    TEACHER_OVERWRITE  train_teacher: 1 replaces an existing teacher file (default: refuse)
 The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
 import os
@@ -25,6 +28,7 @@ from ..results.benchmarks import SEEDS, SHOTS
 from .hosts import get_host
 from .identity import SettingsConflict
 from .steps import ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train
+from .teacher import DEFAULT_TEACHER_DIR, TEACHER_CFG, TEACHER_TRAINER, train_teacher
 
 #: step name -> (protocol, builder, positional arguments after the host and step)
 STEPS = {
@@ -33,6 +37,7 @@ STEPS = {
     "xd_train": ("xd", xd_train, ("seed",)),
     "xd_test": ("xd", xd_test, ("dataset", "seed")),
     "few_shot": ("few_shot", few_shot, ("dataset", "shots", "seed")),
+    "train_teacher": ("teacher", train_teacher, ("dataset", "seed")),
 }
 _INTEGERS = ("seed", "shots")
 #: steps whose SEED may be left out, as the upstream scripts of the same name loop over seeds
@@ -65,6 +70,21 @@ def _arguments(host: str, step: str, argv: List[str]) -> dict:
     return {n: int(v) if n in _INTEGERS else v for n, v in values.items()}
 
 
+def _defaults(host, protocol: str) -> Tuple[str, str]:
+    """(trainer, config name) a step runs unless TRAINER / CFG are set; the teacher step trains
+    PromptKD's teacher (PromptSRC, its ViT-L/14 config) whichever host launched it."""
+    if protocol == "teacher":
+        return TEACHER_TRAINER, TEACHER_CFG
+    return host.default_trainer, host.configs[protocol]
+
+
+def _teacher_arguments() -> dict:
+    return {
+        "teacher_dir": os.environ.get("TEACHER_DIR") or DEFAULT_TEACHER_DIR,
+        "overwrite": os.environ.get("TEACHER_OVERWRITE", "") not in ("", "0"),
+    }
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) < 2 or argv[1] not in STEPS:
@@ -75,10 +95,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     kwargs = _arguments(host.name, step, argv[2:])
     if "shots" not in names:
         kwargs["shots"] = int(os.environ.get("SHOTS") or SHOTS)
+    if protocol == "teacher":
+        kwargs.update(_teacher_arguments())
+    trainer, cfg = _defaults(host, protocol)
     try:
         setup = Setup(
-            trainer=os.environ.get("TRAINER") or host.default_trainer,
-            cfg=os.environ.get("CFG") or host.configs[protocol],
+            trainer=os.environ.get("TRAINER") or trainer,
+            cfg=os.environ.get("CFG") or cfg,
             data=os.environ.get("DATA") or "data",
             output=os.environ.get("OUTPUT") or "output",
             opts=tuple(argv[2 + len(names):]),
@@ -88,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         seeds = [kwargs.pop("seed")] if "seed" in kwargs else list(SEEDS)
         codes = [run_step(build(setup, **kwargs, seed=seed)) for seed in seeds]
         raise SystemExit(next((c for c in codes if c), 0))
-    except (ValueError, FileNotFoundError, ModelNotReady, SettingsConflict) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ModelNotReady, SettingsConflict) as e:
         _fail(f"{step}: {e}")
 
 

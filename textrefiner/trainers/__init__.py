@@ -14,10 +14,15 @@ from .coop import CoOp
 from .coop_textrefiner import CoOp_TextRefiner
 from .maple import MaPLe
 from .maple_textrefiner import MaPLe_TextRefiner
+from .ivlp import IVLP
+from .promptsrc import PromptSRC
+from .promptsrc_textrefiner import PromptSRC_TextRefiner
 from .zsclip import ZeroshotCLIP
 
 from textrefiner.framework.registration import report_kept
 
 report_kept()
 
-__all__ = ["CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner", "ZeroshotCLIP"]
+__all__ = [
+    "CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner", "IVLP", "PromptSRC", "PromptSRC_TextRefiner", "ZeroshotCLIP",
+]

@@ -8,7 +8,8 @@ tokens and CLS attention), ``logits(image_features, text_features)`` and
 
     loss = CE(s f t'^T, y) + LAMBDA_SEM * semantic + LAMBDA_REG * regularization
 
-reading the cache before updating it at every training step. At evaluation the
+reading the cache before updating it at every training step, plus the host's own weighted
+terms when the host trainer defines ``host_losses`` (PromptSRC). At evaluation the
 refined features t' are computed once per evaluation from the frozen cache and no
 local tokens are computed. ``TRAINER.TEXTREFINER.ENABLED False`` builds no head:
 the trainer is then exactly its host.
@@ -75,6 +76,12 @@ class TextRefinerMixin:
             semantic = tr.LAMBDA_SEM * out.losses["semantic"]
             regularization = tr.LAMBDA_REG * out.losses["regularization"]
             loss = ce + semantic + regularization
+            # A host with loss terms of its own (PromptSRC's self-regularisation) offers them as
+            # host_losses(image, visual, text, logits) -> {name: weighted term}; they are added as
+            # they are. (To be merged with the named-loss-terms interface of the PromptKD work.)
+            host_losses = self.host_losses(image, visual, text, output) if hasattr(self, "host_losses") else {}
+            for term in host_losses.values():
+                loss = loss + term
         self.model_backward_and_update(loss)
         self.step_lr_at_epoch_end()
         return {
@@ -82,5 +89,6 @@ class TextRefinerMixin:
             "ce": ce.item(),
             "semantic": semantic.item(),
             "regularization": regularization.item(),
+            **{name: term.item() for name, term in host_losses.items()},
             "acc": compute_accuracy(output, label)[0].item(),
         }

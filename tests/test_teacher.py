@@ -1,0 +1,86 @@
+"""The teacher step: PromptSRC trained by scripts/promptkd/train_teacher.sh and written where PromptKD looks."""
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+
+from conftest import REPO, TINY
+from launch_helpers import LAUNCH_OPTS, SHOTS, launcher_env
+from textrefiner.clip_backbone import load_clip
+from textrefiner.framework import load_checkpoint
+from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner, load_teacher_state_dict
+from textrefiner.protocols.steps import Setup
+from textrefiner.protocols.teacher import TEACHER_CFG, TeacherExists, train_teacher
+
+TINY_OPTS = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
+             "TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.GPA_MEAN", "1", "OPTIM.MAX_EPOCH", "1"]
+
+
+def test_step_paths_and_refusal(tmp_path):
+    setup = Setup("PromptSRC", TEACHER_CFG, data="data", output=str(tmp_path / "out"))
+    step = train_teacher(setup, "oxford_pets", 1, teacher_dir=str(tmp_path / "teachers"))
+    assert step.teacher_file == str(tmp_path / "teachers" / "OxfordPets" / "VLPromptLearner" / "model-best.pth.tar")
+    assert step.output_dir.endswith(os.path.join("train_base", "oxford_pets", "shots_16", "PromptSRC", TEACHER_CFG, "seed1"))
+    assert ["TRAINER.PROMPTSRC.TEACHER_FILE", step.teacher_file] == list(step.opts[:2])
+    assert "DATASET.SUBSAMPLE_CLASSES" in step.opts and "base" in step.opts
+    xd = train_teacher(setup, "xd", 2, teacher_dir=str(tmp_path / "teachers"))
+    assert xd.teacher_file.endswith(os.path.join("ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20"))
+    assert os.path.join("xd", "imagenet", "shots_16") in xd.output_dir and "DATASET.SUBSAMPLE_CLASSES" not in xd.opts
+
+    os.makedirs(os.path.dirname(step.teacher_file))
+    open(step.teacher_file, "w").close()
+    assert not step.done  # no training result yet
+    with pytest.raises(TeacherExists, match="TEACHER_OVERWRITE=1"):
+        step.command()
+    replace = train_teacher(setup, "oxford_pets", 1, teacher_dir=str(tmp_path / "teachers"), overwrite=True)
+    assert "True" in replace.command()
+
+
+def launch(data_root, output, teacher_dir, cwd, **env):
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "promptkd" / "train_teacher.sh"), "synthetic", "1", *LAUNCH_OPTS, *TINY_OPTS],
+        cwd=cwd, env={**launcher_env(data_root, output), "TEACHER_DIR": str(teacher_dir), **env},
+        capture_output=True, text=True,
+    )
+
+
+@pytest.mark.slow
+def test_teacher_from_the_launcher_is_written_once_in_the_release_layout(data_root, tmp_path):
+    teachers = tmp_path / "teachers"
+    proc = launch(data_root, tmp_path / "out", teachers, tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    folder = teachers / "Synthetic" / "VLPromptLearner"
+    assert os.listdir(folder) == ["model-best.pth.tar"]  # nothing half-written beside it
+    teacher = load_checkpoint(str(folder / "model-best.pth.tar"))
+    assert set(teacher) == {"state_dict", "epoch", "optimizer", "scheduler", "val_result"}
+    state = teacher["state_dict"]
+    assert state["prompt_learner.ctx"].shape == (4, 128) and state["image_encoder.VPT"].shape == (4, 128)
+    assert {"image_encoder.transformer.resblocks.1.VPT_shallow", "text_encoder.transformer.resblocks.1.VPT_shallow",
+            "text_encoder.text_projection", "image_encoder.proj", "logit_scale"} <= set(state)
+
+    # the training run sits in the base-to-novel layout; the file holds its final prompts
+    run = tmp_path.joinpath("out", "base2new", "train_base", "synthetic", f"shots_{SHOTS}", "PromptSRC", TEACHER_CFG,
+                            "seed1")
+    record = json.loads((run / "result.json").read_text())
+    assert record["trainer"] == "PromptSRC" and record["split"] == "base"
+    trained = load_checkpoint(str(run / "prompt_learner" / "model.pth.tar-1"))["state_dict"]
+    assert torch.equal(trained["ctx"], state["prompt_learner.ctx"])
+
+    # it loads strictly into an IVLP model of the same backbone (any class names: those buffers are rebuilt)
+    clip_model = load_clip(TINY)
+    model = IVLPCLIP(IVLPPromptLearner(["cat", "dog"], clip_model, n_ctx_text=4, n_ctx_vision=4, depth_text=2,
+                                       depth_vision=2), clip_model)
+    load_teacher_state_dict(model, state)
+    assert torch.equal(model.prompt_learner.vision_ctx[1], state["image_encoder.transformer.resblocks.1.VPT_shallow"])
+
+    written = os.stat(folder / "model-best.pth.tar").st_mtime_ns
+    again = launch(data_root, tmp_path / "out", teachers, tmp_path)
+    assert again.returncode == 0 and "Skip" in again.stdout
+    other = launch(data_root, tmp_path / "other", teachers, tmp_path)
+    assert other.returncode == 2 and "TEACHER_OVERWRITE=1" in other.stderr
+    assert not (tmp_path / "other").exists() and os.stat(folder / "model-best.pth.tar").st_mtime_ns == written
+    replaced = launch(data_root, tmp_path / "other", teachers, tmp_path, TEACHER_OVERWRITE="1")
+    assert replaced.returncode == 0, replaced.stdout[-3000:]
+    assert os.stat(folder / "model-best.pth.tar").st_mtime_ns != written
