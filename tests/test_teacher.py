@@ -27,7 +27,9 @@ def test_step_paths_and_refusal(tmp_path):
     assert "DATASET.SUBSAMPLE_CLASSES" in step.opts and "base" in step.opts
     xd = train_teacher(setup, "xd", 2, teacher_dir=str(tmp_path / "teachers"))
     assert xd.teacher_file.endswith(os.path.join("ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20"))
-    assert os.path.join("xd", "imagenet", "shots_16") in xd.output_dir and "DATASET.SUBSAMPLE_CLASSES" not in xd.opts
+    # the CoCoOp/MaPLe cross-dataset layout: output/imagenet/<Trainer>/<cfg>_<K>shots/seed<S>
+    assert xd.output_dir.endswith(os.path.join("imagenet", "PromptSRC", f"{TEACHER_CFG}_16shots", "seed2"))
+    assert "DATASET.SUBSAMPLE_CLASSES" not in xd.opts
 
     os.makedirs(os.path.dirname(step.teacher_file))
     open(step.teacher_file, "w").close()

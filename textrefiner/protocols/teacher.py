@@ -52,14 +52,15 @@ def dataset_name(dataset: str) -> str:
 @dataclass(frozen=True)
 class TeacherStep(Step):
     teacher_file: str = ""
-    overwrite: bool = False
+    #: replace an existing teacher file (TEACHER_OVERWRITE); the run folder follows Step's rules
+    replace_teacher: bool = False
 
     @property
     def done(self) -> bool:
-        return not self.overwrite and super().done and osp.isfile(self.teacher_file)
+        return not self.replace_teacher and super().done and osp.isfile(self.teacher_file)
 
     def command(self) -> List[str]:
-        if osp.exists(self.teacher_file) and not self.overwrite:
+        if osp.exists(self.teacher_file) and not self.replace_teacher:
             raise TeacherExists(
                 f"A teacher already exists at {self.teacher_file}: remove it, or run with TEACHER_OVERWRITE=1 "
                 "to replace it"
@@ -77,4 +78,5 @@ def train_teacher(
     step = xd_train(setup, seed, shots) if cross else base2new_train(setup, dataset, seed, shots)
     path = osp.abspath(teacher_path(teacher_dir, "" if cross else dataset_name(dataset), cross))
     opts = ("TRAINER.PROMPTSRC.TEACHER_FILE", path, "TRAINER.PROMPTSRC.TEACHER_OVERWRITE", str(overwrite))
-    return TeacherStep(step.key, step.output_dir, step.flags, opts + step.opts, None, path, overwrite)
+    return TeacherStep(step.key, step.output_dir, step.flags, opts + step.opts, evaluates=None,
+                       overwrite=step.overwrite, teacher_file=path, replace_teacher=overwrite)
