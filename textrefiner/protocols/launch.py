@@ -4,6 +4,7 @@
 
     base2new_train DATASET SEED     base2new_test DATASET SEED
     xd_train SEED                   xd_test DATASET SEED
+    xd_train DATASET SEED           (hosts that train per target: promptkd)
     few_shot DATASET SHOTS SEED
 
 Environment (all optional):
@@ -11,7 +12,8 @@ Environment (all optional):
     CFG       trainer config name, configs/trainers/<TRAINER>/<CFG>.yaml (default: the host's for the protocol)
     DATA      dataset root (default: ./data)
     OUTPUT    output root (default: ./output)
-    SHOTS     shots per class for base2new and xd steps (default: 16)
+    SHOTS     shots per class for base2new and xd steps (default: 16; 0 = every training image)
+    TEACHER_DIR  promptkd: root of the teachers in the PromptKD release's layout (default: ./teacher_model)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
 The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
@@ -21,7 +23,9 @@ from typing import List, Optional
 
 from ..results.benchmarks import SHOTS
 from .hosts import get_host
-from .steps import ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train
+from .steps import (
+    ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train, xd_train_target,
+)
 
 #: step name -> (protocol, builder, positional arguments after the host and step)
 STEPS = {
@@ -31,6 +35,8 @@ STEPS = {
     "xd_test": ("xd", xd_test, ("dataset", "seed")),
     "few_shot": ("few_shot", few_shot, ("dataset", "shots", "seed")),
 }
+#: cross-dataset for hosts that train one model per target
+PER_TARGET_STEPS = {"xd_train": ("xd", xd_train_target, ("dataset", "seed"))}
 _INTEGERS = ("seed", "shots")
 
 
@@ -39,8 +45,7 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _arguments(host: str, step: str, argv: List[str]) -> dict:
-    names = STEPS[step][2]
+def _arguments(host: str, step: str, argv: List[str], names) -> dict:
     usage = f"usage: bash scripts/{host}/{step}.sh {' '.join(n.upper() for n in names)} [KEY VALUE ...]"
     if len(argv) < len(names):
         _fail(usage)
@@ -56,8 +61,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if len(argv) < 2 or argv[1] not in STEPS:
         _fail(f"usage: python -m textrefiner.protocols.launch HOST {{{','.join(STEPS)}}} ARG... [KEY VALUE ...]")
     host, step = get_host(argv[0]), argv[1]
-    protocol, build, names = STEPS[step]
-    kwargs = _arguments(host.name, step, argv[2:])
+    protocol, build, names = PER_TARGET_STEPS.get(step, STEPS[step]) if host.xd_per_target else STEPS[step]
+    if host.xd_per_target and step == "xd_test":
+        _fail(f"{host.name} trains one model per cross-dataset target and evaluates it there: "
+              f"run bash scripts/{host.name}/xd_train.sh DATASET SEED")
+    kwargs = _arguments(host.name, step, argv[2:], names)
     if "shots" not in names:
         kwargs["shots"] = int(os.environ.get("SHOTS") or SHOTS)
     try:

@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence, TextIO, Tuple
 from ..results.benchmarks import SHOTS, XD_SOURCE
 from ..results.layout import RunKey, run_dir
 from ..results.record import RESULT_FILE, read_result
+from .hosts import host_of
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN_PY = osp.join(REPO_ROOT, "train.py")
@@ -122,7 +123,9 @@ def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol
         "--config-file", trainer_config(setup.trainer, setup.cfg),
         "--output-dir", output_dir,
     )
-    return Step(key, output_dir, flags, tuple(map(str, protocol_opts)) + tuple(setup.opts), evaluates)
+    host = host_of(setup.trainer)
+    host_opts = host.step_opts(kind, dataset) if host else ()
+    return Step(key, output_dir, flags, tuple(map(str, (*protocol_opts, *host_opts))) + tuple(setup.opts), evaluates)
 
 
 def base2new_train(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
@@ -145,6 +148,12 @@ def xd_train(setup: Setup, seed: int, shots: int = SHOTS) -> Step:
 def xd_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
     """Evaluate the ImageNet model on a target dataset (all its classes, full test set)."""
     return _step(setup, "xd_test", dataset, seed, shots, (), xd_train(setup, seed, shots))
+
+
+def xd_train_target(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
+    """Cross-dataset for hosts that train per target (PromptKD): train on the target's (unlabelled)
+    images of all classes with the ImageNet teacher; the final test scores the target."""
+    return _step(setup, "xd_train", dataset, seed, shots, ("DATASET.NUM_SHOTS", shots))
 
 
 def few_shot(setup: Setup, dataset: str, shots: int, seed: int) -> Step:
