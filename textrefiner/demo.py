@@ -2,7 +2,8 @@
 
 For each trainer and seed: train on the base classes (``train.py``, 16 shots), then
 evaluate the saved model on the novel classes (``train.py --eval-only``), exactly as
-the base-to-novel launch scripts do; finally print Base / Novel / HM per trainer.
+the base-to-novel launch scripts do; finally print Base / Novel / HM per trainer. (PromptKD trains
+on the unlabelled images of all classes, from a random:tiny-wide teacher with seeded prompts.)
 
     python -m textrefiner.demo [--seeds 1 2] [--trainers CoOp CoOp_TextRefiner] [--epochs 3]
 
@@ -24,17 +25,26 @@ from textrefiner.results import RESULT_FILE, read_result
 from textrefiner.results.render import render
 from textrefiner.results.tables import protocol_summary
 
-DEMO_TRAINERS = ["CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner"]
+DEMO_TRAINERS = ["CoOp", "CoOp_TextRefiner", "MaPLe", "MaPLe_TextRefiner", "PromptKD", "PromptKD_TextRefiner"]
 TRAINER_CONFIGS = {
     "CoOp": "configs/trainers/CoOp/vit_b16_ep10_ctxv1.yaml",
     "CoOp_TextRefiner": "configs/trainers/CoOp_TextRefiner/vit_b16_ep10_ctxv1.yaml",
     "MaPLe": "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
     "MaPLe_TextRefiner": "configs/trainers/MaPLe_TextRefiner/vit_b16_c2_ep5_batch4_2ctx.yaml",
+    "PromptKD": "configs/trainers/PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml",
+    "PromptKD_TextRefiner": "configs/trainers/PromptKD_TextRefiner/vit_b16_c2_ep20_batch8_4+4ctx.yaml",
 }
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHOTS = 16
-# The MaPLe configs prompt 9 layers; random:tiny has 2 (more is an error, not a silent clamp).
+# The MaPLe and PromptKD configs prompt 9 layers; random:tiny has 2 (more is an error, not a silent clamp).
+# PromptKD's teacher: random:tiny-wide with seeded prompts (no teacher file needed).
 TINY_OVERRIDES = {t: ["TRAINER.MAPLE.PROMPT_DEPTH", "2"] for t in ("MaPLe", "MaPLe_TextRefiner")}
+TINY_OVERRIDES.update({t: [
+    "TRAINER.PROMPTKD.TEACHER_NAME", "random:tiny-wide", "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "2",
+    "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION", "2",
+] for t in ("PromptKD", "PromptKD_TextRefiner")})
+# The demo runs offline: PromptKD distils from a teacher with seeded prompts, not a downloaded one.
+OFFLINE_OVERRIDES = {t: ["TRAINER.PROMPTKD.TEACHER_PROMPTS", "init"] for t in ("PromptKD", "PromptKD_TextRefiner")}
 
 
 def available_trainers() -> List[str]:
@@ -74,6 +84,7 @@ def job_args(
         "DATALOADER.TRAIN_X.BATCH_SIZE", "16",
         "TRAIN.PRINT_FREQ", "100",
         *(TINY_OVERRIDES.get(trainer, []) if backbone == "random:tiny" else []),
+        *OFFLINE_OVERRIDES.get(trainer, []),
     ]
 
 
