@@ -25,7 +25,7 @@ from textrefiner.framework import TRAINER_REGISTRY, TrainerBase
 from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp
 from textrefiner.precision import Precision
 
-from .workloads import REPO, Variant, class_names, seconds, synthetic_batch, train_step
+from .workloads import REPO, Variant, class_names, synthetic_batch, train_step
 
 CONFIG = "vit_b16_c2_ep20_batch8_4+4ctx.yaml"
 PROMPTKD = Variant("PromptKD", "PromptKD", config=CONFIG)
@@ -207,7 +207,8 @@ def promptkd_markdown(results: dict, args, with_ratios: bool = True) -> str:
         step = _value(results["train"], row["variant"], row["classes"], "step_s")
         lines.append(f"| {row['variant']} | {row['classes']} | {step:.3f} | {row['batch_s']:.3f} | "
                      f"{row['once_s']:.3f} | {row['images_per_s']:.1f} |")
-    lines += ["", "| checkpoint (PromptKD_TextRefiner) | classes | ours (MiB) | release-style (MiB) |", "|---|---:|---:|---:|"]
+    lines += ["", "| checkpoint (PromptKD_TextRefiner) | classes | ours (MiB) | release-style (MiB) |",
+              "|---|---:|---:|---:|"]
     for c, sizes in results["checkpoint"].items():
         lines.append(f"| saved per checkpoint | {c} | {sizes['ours_mb']:.2f} | {sizes['release_mb']:.2f} |")
     if not with_ratios:

@@ -129,7 +129,8 @@ def test_a_missing_teacher_says_where_it_is_expected_and_how_to_get_one(data_roo
         build_teacher(cfg, SYNTHETIC, Precision("fp32", torch.device("cpu")))
     assert expected in str(error.value) and "TEACHER_PROMPTS none" in str(error.value)
     cross = teacher_cfg(data_root, tmp_path, ["TRAINER.PROMPTKD.MODAL", "cross"])
-    with pytest.raises(TeacherNotFoundError, match=r"teacher_model/ImageNet-xd/VLPromptLearner_large/model\.pth\.tar-20"):
+    cross_file = r"teacher_model/ImageNet-xd/VLPromptLearner_large/model\.pth\.tar-20"
+    with pytest.raises(TeacherNotFoundError, match=cross_file):
         build_teacher(cross, SYNTHETIC, Precision("fp32", torch.device("cpu")))
 
 

@@ -66,7 +66,8 @@ def test_semantic_loss_takes_the_kl_form_against_the_teacher():
     text = F.normalize(torch.randn(4, 6, generator=g, dtype=torch.float64), dim=-1)
     teacher = torch.randn(2, 4, generator=g, dtype=torch.float64) * 5
     for temperature in (1.0, 2.0):
-        loss = semantic_loss(token_set, text, SoftTargets(teacher, temperature), torch.tensor(100.0, dtype=torch.float64))
+        scale = torch.tensor(100.0, dtype=torch.float64)
+        loss = semantic_loss(token_set, text, SoftTargets(teacher, temperature), scale)
         assert loss.item() == pytest.approx(ref_semantic_kl(token_set, text, teacher, 100.0, temperature), rel=1e-6)
 
 

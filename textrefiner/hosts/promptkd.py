@@ -44,10 +44,11 @@ class TeacherTextBank(nn.Module):
         index = {name: i for i, name in enumerate(self.classnames)}
         missing = [name for name in classnames if name not in index]
         if missing:
+            held = ", ".join(self.classnames[:5]) + (", ..." if len(self.classnames) > 5 else "")
             raise KeyError(
                 f"No teacher text features for {len(missing)} class(es) ({', '.join(missing[:5])}); the model holds "
-                f"{len(self.classnames)} ({', '.join(self.classnames[:5])}{', ...' if len(self.classnames) > 5 else ''}). "
-                "Evaluate a model trained on this dataset, or make the teacher available to compute them"
+                f"{len(self.classnames)} ({held}). Evaluate a model trained on this dataset, or make the teacher "
+                "available to compute them"
             )
         rows = torch.tensor([index[name] for name in classnames], device=self.features.device)
         return self.features.index_select(0, rows)

@@ -20,7 +20,7 @@ import torch
 
 from textrefiner.clip_backbone import WeightsNotFoundError, embed_dim, load_clip
 from textrefiner.framework import DataManager, load_checkpoint, register_trainer
-from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp
+from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp, check_depth
 from textrefiner.hosts.ivlp_checkpoint import load_release_checkpoint
 from textrefiner.hosts.promptkd import PromptKDStudent
 from textrefiner.modeling import SoftTargets
@@ -68,11 +68,18 @@ def build_teacher(cfg, classnames: List[str], precision) -> IVLPCLIP:
     """The frozen teacher: an IVLP-prompted CLIP with prompts from its file, a seeded init, or none."""
     c = cfg.TRAINER.PROMPTKD
     if c.TEACHER_PROMPTS not in TEACHER_PROMPTS:
-        raise ValueError(f"TRAINER.PROMPTKD.TEACHER_PROMPTS must be one of {TEACHER_PROMPTS}, got {c.TEACHER_PROMPTS!r}")
+        raise ValueError(
+            f"TRAINER.PROMPTKD.TEACHER_PROMPTS must be one of {TEACHER_PROMPTS}, got {c.TEACHER_PROMPTS!r}"
+        )
     state_dict = read_teacher_file(teacher_file(cfg)) if c.TEACHER_PROMPTS == "file" else None
     print(f"Loading the PromptKD teacher (backbone: {c.TEACHER_NAME}, prompts: {c.TEACHER_PROMPTS})")
     clip_model = precision.cast(load_clip(c.TEACHER_NAME, c.TEACHER_PATH))
     none = c.TEACHER_PROMPTS == "none"
+    if not none:
+        check_depth(c.TEACHER_PROMPT_DEPTH_TEXT, clip_model.transformer.layers,
+                    "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT")
+        check_depth(c.TEACHER_PROMPT_DEPTH_VISION, clip_model.visual.transformer.layers,
+                    "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION")
     teacher = build_ivlp(
         classnames, clip_model, n_ctx_text=0 if none else c.N_CTX_TEXT, ctx_init=c.CTX_INIT,
         depth_text=1 if none else c.TEACHER_PROMPT_DEPTH_TEXT, n_ctx_vision=0 if none else c.TEACHER_N_CTX_VISION,
