@@ -50,7 +50,7 @@ from textrefiner.precision import Precision  # noqa: E402
 
 QUICK = dict(backbone="random:tiny", batch=4, classes=[10, 40], chunk=16, release_max_classes=20,
              eval_images=32, repeats=1, budget=0.0, max_words=8, student="random:tiny", teacher="random:tiny-wide",
-             pkd_classes=[10, 40], pkd_batch=4, pkd_eval_images=32, pkd_repeats=1)
+             pkd_classes=[10], pkd_batch=4, pkd_eval_images=16, pkd_repeats=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
