@@ -12,7 +12,8 @@ and ``CLIP.encode_text`` block by block, which lets us
 * encode many class prompts in chunks (``chunk_size``), with activation
   checkpointing per chunk when gradients are on, so that training at 1000 classes
   keeps one chunk's activations at a time instead of all of them;
-* insert deep prompts between blocks (MaPLe, PromptKD) in the host modules.
+* insert deep prompts between blocks (MaPLe, IVLP, PromptKD): ``prompted_blocks`` and
+  ``encode_prompted_image``.
 """
 from itertools import groupby
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -238,7 +239,7 @@ def encode_prompted_image(
 
     Args:
         image: (B, 3, H, W).
-        vision_prompts: (J, n_ctx, W_v) coupled prompts of layers 1 .. J.
+        vision_prompts: (J, n_ctx, W_v) prompts of layers 1 .. J (MaPLe: coupled from its text prompts).
         with_local: also return the last block's CLS and patch tokens (B, 1 + P, d) and the
             CLS -> patch attention (B, P); the prompt positions are left out of both.
     """
