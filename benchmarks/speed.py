@@ -1,9 +1,12 @@
-"""Speed and memory: CoOp vs CoOp_TextRefiner, MaPLe vs MaPLe_TextRefiner, and our path vs the authors' release.
+"""Speed and memory: CoOp vs CoOp_TextRefiner, MaPLe vs MaPLe_TextRefiner, PromptKD vs PromptKD_TextRefiner,
+and our paths vs the authors' releases.
 
     python benchmarks/speed.py                  # random:ViT-B/16, batch 32, 50 and 1000 classes (2 CPU cores: ~35 min, --no-maple ~15)
     python benchmarks/speed.py --quick          # random:tiny, tiny sizes: a minute or two on 2 CPU cores (CI runs it)
     python benchmarks/speed.py --device cuda    # on a GPU: release-style measured at every class count that fits
     python benchmarks/speed.py --json speed.json
+    python benchmarks/speed.py --promptkd-only --student random:ViT-B/32 --teacher random:ViT-B/16 \
+        --pkd-classes 100 1000 --pkd-eval-images 1000     # PromptKD alone, CPU-sized (see benchmarks/promptkd.py)
 
 Everything runs in one process on one random-init CLIP (no weights or datasets needed):
 the project's own trainers, built by their own ``build_model`` and stepped by their
@@ -37,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.promptkd import measure_promptkd, promptkd_markdown  # noqa: E402
 from benchmarks.report import chunked, markdown, ratios  # noqa: E402
 from benchmarks.workloads import (  # noqa: E402
     COOP, CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD, MALLOC_ENV, MAPLE, MAPLE_REFINER, REFINER, RELEASE, Variant, build_trainer, class_names,
@@ -50,7 +54,8 @@ from textrefiner.precision import Precision  # noqa: E402
 RELEASE_MB_PER_CLASS = 30  # release-style training memory per class (measured on the CPU, fp32, batch 32)
 DEFAULT_RELEASE_MAX_CLASSES = 100  # where the memory does not hold every class count
 QUICK = dict(backbone="random:tiny", batch=4, classes=[10, 40], chunk=16, release_max_classes=20,
-             eval_images=32, repeats=1, budget=0.0, max_words=8)
+             eval_images=32, repeats=1, budget=0.0, max_words=8, student="random:tiny", teacher="random:tiny-wide",
+             pkd_classes=[10], pkd_batch=4, pkd_eval_images=16, pkd_repeats=1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,6 +76,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds of timed rounds per comparison (at least one round)")
     p.add_argument("--no-maple", action="store_true", help="leave out MaPLe vs MaPLe_TextRefiner")
     p.add_argument("--max-words", type=int, default=8, help="synthetic class names have 1..N words")
+    p.add_argument("--no-promptkd", action="store_true", help="leave out PromptKD vs PromptKD_TextRefiner")
+    p.add_argument("--promptkd-only", action="store_true", help="only PromptKD vs PromptKD_TextRefiner")
+    p.add_argument("--student", default="random:ViT-B/16", help="PromptKD student backbone")
+    p.add_argument("--teacher", default="random:ViT-L/14", help="PromptKD teacher backbone (the release's ViT-L/14)")
+    p.add_argument("--pkd-classes", type=int, nargs="+", default=[100, 1000], help="PromptKD numbers of classes")
+    p.add_argument("--pkd-batch", type=int, default=8, help="PromptKD batch size (the release's 8)")
+    p.add_argument("--pkd-eval-images", type=int, default=10000, help="PromptKD test-set size for images/s")
+    p.add_argument("--pkd-repeats", type=int, default=3, help="at most this many timed PromptKD rounds")
     p.add_argument("--json", default="", help="also write all figures to this JSON file")
     p.add_argument("--quick", action="store_true",
                    help="tiny backbone and sizes: a smoke run (a minute or two on 2 CPU cores)")
@@ -279,6 +292,12 @@ def main(argv=None) -> dict:
     if args.memory_probe:
         run_memory_probe(args.memory_probe)
         return {}
+    if args.promptkd_only:
+        results = dict(meta=meta(args), promptkd=measure_promptkd(args, timed_rounds))
+        print(promptkd_markdown(results["promptkd"], args))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
+        return results
     results = dict(meta=meta(args), train=[], eval=[], profile={})
     probe = start_memory_probe(argv, torch.device(args.device).type)
     # Timings must not share the CPU with the probe; a --quick smoke run lets them overlap.
@@ -297,8 +316,13 @@ def main(argv=None) -> dict:
     results["data_loading_s"] = statistics.median(data_loading_seconds(REFINER, args.backbone, args.batch)
                                                   for _ in range(3))
     results["ratios"] = ratios(results, args)
+    if not args.no_promptkd:
+        results["promptkd"] = measure_promptkd(args, timed_rounds)
+        results["ratios"] += results["promptkd"]["ratios"]  # one ratio table for every comparison
     results["meta"]["loadavg_end"] = loadavg()
     print(markdown(results, args))
+    if not args.no_promptkd:
+        print("\n" + promptkd_markdown(results["promptkd"], args, with_ratios=False))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results

@@ -50,6 +50,12 @@ class TrainerSpec:
 TEACHER = ("TRAINER.PROMPTKD.TEACHER_NAME", "{teacher}")
 ON_TEACHER = ("MODEL.BACKBONE.NAME", "{teacher}")
 MAPLE_DEPTH = ("TRAINER.MAPLE.PROMPT_DEPTH", 2)
+PROMPTKD_QUICK = ("TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", 2, "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT", 2,
+                  "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION", 2, "TRAINER.PROMPTKD.TEACHER_NAME", "random:tiny-wide")
+# the check needs no teacher file: the teacher's prompts are drawn from a fixed seed
+PROMPTKD_OFFLINE = ("TRAINER.PROMPTKD.TEACHER_PROMPTS", "init")
+IVLP_QUICK = ("TRAINER.IVLP.PROMPT_DEPTH_TEXT", 2, "TRAINER.IVLP.PROMPT_DEPTH_VISION", 2)
+PROMPTSRC_QUICK = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", 2, "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", 2)
 
 # Every trainer the check covers. One not registered (yet) is reported as such and skipped.
 TRAINERS = (
@@ -58,10 +64,15 @@ TRAINERS = (
     TrainerSpec("MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", quick_opts=MAPLE_DEPTH),
     TrainerSpec("MaPLe_TextRefiner", "MaPLe_TextRefiner/vit_b16_c2_ep5_batch4_2ctx.yaml", quick_opts=MAPLE_DEPTH),
     TrainerSpec("ZeroshotCLIP", "CoOp/vit_b16_ep10_ctxv1.yaml", train=False),
-    TrainerSpec("PromptKD", "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml", TEACHER),
-    TrainerSpec("PromptKD_TextRefiner", "PromptKD_TextRefiner/vit_b16_c2_ep20_batch8_4+4ctx.yaml", TEACHER),
-    TrainerSpec("IVLP", "IVLP/vit_l14_c2_ep20_batch8_4+4ctx.yaml", ON_TEACHER),
-    TrainerSpec("PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", ON_TEACHER),
+    TrainerSpec("PromptKD", "PromptKD/vit_b16_c2_ep20_batch8_4+4ctx.yaml", TEACHER + PROMPTKD_OFFLINE,
+                quick_opts=PROMPTKD_QUICK),
+    TrainerSpec("PromptKD_TextRefiner", "PromptKD_TextRefiner/vit_b16_c2_ep20_batch8_4+4ctx.yaml",
+                TEACHER + PROMPTKD_OFFLINE, quick_opts=PROMPTKD_QUICK),
+    # the teacher trainers on the teacher's backbone: PromptKD's IVLP teacher config and PromptSRC's
+    TrainerSpec("IVLP", "IVLP/vit_b16_c2_ep20_batch8_4+4ctx.yaml", ON_TEACHER, quick_opts=IVLP_QUICK),
+    TrainerSpec("PromptSRC", "PromptSRC/vit_l14_c2_ep20_batch8_4+4ctx.yaml", ON_TEACHER, quick_opts=PROMPTSRC_QUICK),
+    TrainerSpec("PromptSRC_TextRefiner", "PromptSRC_TextRefiner/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+                quick_opts=PROMPTSRC_QUICK),
 )
 
 
@@ -150,11 +161,14 @@ def draw_batches(settings) -> tuple:
 
 
 def trainable_state(trainer) -> Dict[str, torch.Tensor]:
+    """Float tensors of the modules an optimizer updates (not, e.g., PromptSRC's ``gpa`` running sums,
+    which change at epoch ends only; not a module's extra state such as PromptKD's class names)."""
     return {
         f"{name}.{key}": value.detach().float().cpu().clone()
         for name in trainer.get_model_names()
+        if trainer._optims[name] is not None
         for key, value in trainer._models[name].state_dict().items()
-        if value.is_floating_point()
+        if torch.is_tensor(value) and value.is_floating_point()
     }
 
 

@@ -6,8 +6,8 @@
   if set, else from CLIP's cache folder ``~/.cache/clip`` (downloaded there by
   ``clip.load`` when the machine is online);
 * a path to a CLIP checkpoint file (JIT archive or state_dict);
-* ``random:<arch>``: random initialisation of a known architecture (``tiny`` for
-  tests and the demo, ``ViT-B/16``, ``ViT-B/32``, ``ViT-L/14`` for benchmarks).
+* ``random:<arch>``: random initialisation of a known architecture (``tiny`` and
+  ``tiny-wide`` for tests and the demo, ``ViT-B/16``, ``ViT-B/32``, ``ViT-L/14`` for benchmarks).
   The weights come from a fixed seed, independent of the run's seed, so a model
   trained with one run and evaluated by another sees the same "pretrained" CLIP.
 
@@ -32,6 +32,11 @@ RANDOM_ARCHS: Dict[str, dict] = {
     "tiny": dict(
         embed_dim=64, image_resolution=224, vision_layers=2, vision_width=128, vision_patch_size=32,
         context_length=77, vocab_size=49408, transformer_width=128, transformer_heads=2, transformer_layers=2,
+    ),
+    # a wider tiny CLIP (joint width 96), e.g. a PromptKD teacher for a random:tiny student
+    "tiny-wide": dict(
+        embed_dim=96, image_resolution=224, vision_layers=2, vision_width=192, vision_patch_size=32,
+        context_length=77, vocab_size=49408, transformer_width=192, transformer_heads=3, transformer_layers=2,
     ),
     "ViT-B/32": dict(
         embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=32,
@@ -152,6 +157,20 @@ def build_random_clip(arch: str) -> torch.nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
         return clip.model.CLIP(**RANDOM_ARCHS[arch]).float().eval()
+
+
+#: joint embedding width of OpenAI's ViT CLIPs, known without their weights
+OPENAI_EMBED_DIMS = {"ViT-B/32": 512, "ViT-B/16": 512, "ViT-L/14": 768, "ViT-L/14@336px": 768}
+
+
+def embed_dim(name: str, path: str = "") -> int:
+    """The joint embedding width of the CLIP ``load_clip(name, path)`` would load, without building it
+    (a weights file is read for its ``text_projection`` only when ``name`` is a file)."""
+    if name.startswith(RANDOM_PREFIX) and name[len(RANDOM_PREFIX):] in RANDOM_ARCHS:
+        return RANDOM_ARCHS[name[len(RANDOM_PREFIX):]]["embed_dim"]
+    if name in OPENAI_EMBED_DIMS:
+        return OPENAI_EMBED_DIMS[name]
+    return load_clip(name, path).text_projection.shape[1]
 
 
 def load_clip(name: str, path: str = "") -> torch.nn.Module:

@@ -60,6 +60,53 @@ def add_maple_config(cfg: CN) -> None:
     cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = 0
 
 
+def add_promptkd_config(cfg: CN) -> None:
+    """``TRAINER.PROMPTKD.*``: the PromptKD release's names and values (its scripts' KD_WEIGHT and
+    TEMPERATURE), plus the teacher's location and prompt design, which the release hard-codes."""
+    cfg.TRAINER.PROMPTKD = CN()
+    # Student: vision prompt tokens per prompted block of its image tower
+    cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4
+    # Student: blocks 1..J of its image tower get prompts (9 base-to-novel, 3 cross-dataset)
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_VISION = 9
+    # Teacher: learnable text context tokens (its first N_CTX_TEXT words of CTX_INIT)
+    cfg.TRAINER.PROMPTKD.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTKD.CTX_INIT = "a photo of a"  # teacher's prompt words before the class name
+    # Accepted so the release's YAMLs load; no effect there either (the student has no text tower,
+    # the release's teacher design is fixed: see TEACHER_PROMPT_DEPTH_TEXT)
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTKD.PROJECT_LAYER = 2  # accepted for the release's YAMLs; the projector has 2 layers
+    cfg.TRAINER.PROMPTKD.CE_WEIGHT = 0.0  # accepted for the release's YAMLs; no label loss exists (unused there too)
+    cfg.TRAINER.PROMPTKD.PREC = "fp16"  # fp16 (release), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
+    # Weight of the distillation loss KL(teacher || student) * T^2 / (B * C). The release's scripts use
+    # 1000 (200 for fgvc_aircraft, oxford_flowers, dtd in base-to-novel); the launchers set it per dataset
+    cfg.TRAINER.PROMPTKD.KD_WEIGHT = 1000.0
+    cfg.TRAINER.PROMPTKD.TEMPERATURE = 1.0  # T of the distillation (and of TextRefiner's semantic KL)
+    # Teacher backbone: anything MODEL.BACKBONE.NAME takes (OpenAI name, weights file, random:<arch>)
+    cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"
+    cfg.TRAINER.PROMPTKD.TEACHER_PATH = ""  # weights file for an OpenAI TEACHER_NAME (as MODEL.BACKBONE.PATH)
+    # Teacher prompts: "file" (a trained IVLP/PromptSRC checkpoint, see TEACHER_DIR), "init" (prompts
+    # drawn from a fixed seed: an untrained teacher, for tests) or "none" (zero-shot CLIP, "a photo of a {}.")
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS = "file"
+    # Root of the teachers in the release's layout: <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar
+    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross)
+    cfg.TRAINER.PROMPTKD.TEACHER_DIR = "teacher_model"
+    cfg.TRAINER.PROMPTKD.TEACHER_FILE = ""  # a teacher checkpoint outside that layout (overrides TEACHER_DIR)
+    # Which teacher of the layout: "base2novel" (per dataset) or "cross" (ImageNet); the release's TRAINER.MODAL
+    cfg.TRAINER.PROMPTKD.MODAL = "base2novel"
+    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers)
+    cfg.TRAINER.PROMPTKD.TEACHER_N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION = 9
+    # Training images: "all" (the release: the unlabelled images of every class, whatever
+    # DATASET.SUBSAMPLE_CLASSES evaluates) or "eval" (only the evaluated classes, as the paper's text says)
+    cfg.TRAINER.PROMPTKD.TRAIN_CLASSES = "all"
+    # Model selection each epoch (TEST.FINAL_MODEL best_val): "test" (the release: the evaluated classes'
+    # TEST images, i.e. test-set selection) or "val" (the dataset's validation split)
+    cfg.TRAINER.PROMPTKD.VAL_SPLIT = "test"
+
+
+
+
 def add_ivlp_config(cfg: CN) -> None:
     """``TRAINER.IVLP.*`` with the PromptSRC/PromptKD releases' names and defaults."""
     cfg.TRAINER.IVLP = CN()
@@ -108,8 +155,11 @@ def add_refiner_config(cfg: CN) -> None:
     cfg.TRAINER.TEXTREFINER.CACHE_SIZE = 25  # M, number of local-cache entries (Eqs. 2-6)
     cfg.TRAINER.TEXTREFINER.MOMENTUM = 0.8  # gamma in Eq. 4 ("momentum alpha" in the paper's details)
     cfg.TRAINER.TEXTREFINER.ALPHA = 0.2  # alpha in Eq. 7, weight of the aggregated detail ("fusion factor beta")
-    cfg.TRAINER.TEXTREFINER.LAMBDA_SEM = 0.02  # lambda_1 in Eq. 12, weight of the semantic loss (1/50)
-    cfg.TRAINER.TEXTREFINER.LAMBDA_REG = 20.0  # lambda_2 in Eq. 12, weight of the regularisation loss
+    # lambda_1 in Eq. 12, weight of the semantic loss (1/50), relative to the host's loss weight
+    # (1 for CoOp/MaPLe; TRAINER.PROMPTKD.KD_WEIGHT for PromptKD, whose configs use 1/100)
+    cfg.TRAINER.TEXTREFINER.LAMBDA_SEM = 0.02
+    # lambda_2 in Eq. 12, weight of the regularisation loss, relative as LAMBDA_SEM (PromptKD configs: 1/50)
+    cfg.TRAINER.TEXTREFINER.LAMBDA_REG = 20.0
     cfg.TRAINER.TEXTREFINER.TOPK = 5  # k in Eq. 10, patch tokens with the highest CLS attention
     # Cache update: "release" (authors' code: token-softmax weights, sum, re-normalised entries)
     # or "paper" (Eq. 4 as printed: entry-softmax weights D_ij on raw tokens, no re-normalisation)
@@ -122,8 +172,8 @@ def add_refiner_config(cfg: CN) -> None:
 
 #: what each part of the project adds, in order; a new host appends its own function here
 CONFIG_PARTS = (
-    add_data_config, add_backbone_config, add_coop_config, add_maple_config, add_refiner_config, add_ivlp_config,
-    add_promptsrc_config,
+    add_data_config, add_backbone_config, add_coop_config, add_maple_config, add_promptkd_config, add_refiner_config,
+    add_ivlp_config, add_promptsrc_config,
 )
 
 

@@ -2,7 +2,8 @@
 
 For each trainer and seed: train on the base classes (``train.py``, 16 shots), then
 evaluate the saved model on the novel classes (``train.py --eval-only``), exactly as
-the base-to-novel launch scripts do; finally print Base / Novel / HM per trainer.
+the base-to-novel launch scripts do; finally print Base / Novel / HM per trainer. (PromptKD trains
+on the unlabelled images of all classes, from a random:tiny-wide teacher with seeded prompts.)
 
     python -m textrefiner.demo [--seeds 1 2] [--trainers CoOp CoOp_TextRefiner] [--epochs 3]
 
@@ -73,6 +74,7 @@ def job_args(
         "DATALOADER.TRAIN_X.BATCH_SIZE", "16",
         "TRAIN.PRINT_FREQ", "100",
         *(host_of(trainer).tiny_opts if backbone == "random:tiny" else ()),
+        *host_of(trainer).demo_opts,
     ]
 
 

@@ -88,10 +88,12 @@ class PromptLearner(nn.Module):
         self.eot_positions: List[int] = tokenized.argmax(dim=-1).tolist()
         self.text_length = max(self.eot_positions) + 1
 
-    def learn_first_words(self, n_ctx: int) -> None:
-        """Keep only the first ``n_ctx`` context tokens learnable; the remaining words of the
-        initialisation move into the fixed suffix ("a photo of a", 2: context "a photo",
-        fixed "of a"), as MaPLe's and IVLP's releases build their prompts."""
+    def learn_only_first(self, n_ctx: int) -> None:
+        """Keep the first ``n_ctx`` context tokens learnable and fix the remaining context words
+        into the prompt (``ctx_init`` "a photo of a", 2: learnable "a photo", fixed "of a");
+        as MaPLe's and IVLP's prompt learners do. Needs the class token at the end."""
+        if n_ctx > self.n_ctx:
+            raise ValueError(f"{n_ctx} learnable context tokens asked for, but the context has only {self.n_ctx}")
         words = self.ctx.detach()
         self.ctx = nn.Parameter(words[:n_ctx].clone())
         self.token_suffix = torch.cat([words[n_ctx:].expand(self.n_cls, -1, -1), self.token_suffix], dim=1)
@@ -144,6 +146,16 @@ class CoOpCLIP(nn.Module):
         self.image_encoder = ImageEncoder(clip_model.visual)
         self.text_encoder = TextEncoder(clip_model, chunk_size=text_chunk_size)
         self.logit_scale = clip_model.logit_scale
+
+    @property
+    def text_dim(self) -> int:
+        """Width of the space the class text features live in (CLIP's joint embedding)."""
+        return self.text_encoder.text_projection.shape[1]
+
+    @property
+    def token_dim(self) -> int:
+        """Width of the local image tokens (after ln_post and proj)."""
+        return self.image_encoder.visual.proj.shape[1]
 
     def text_features(self) -> torch.Tensor:
         """L2-normalised class text features t (C, d) of the current prompts."""

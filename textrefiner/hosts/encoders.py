@@ -12,7 +12,8 @@ and ``CLIP.encode_text`` block by block, which lets us
 * encode many class prompts in chunks (``chunk_size``), with activation
   checkpointing per chunk when gradients are on, so that training at 1000 classes
   keeps one chunk's activations at a time instead of all of them;
-* insert deep prompts between blocks (MaPLe, PromptKD) in the host modules.
+* insert deep prompts between blocks (MaPLe, IVLP, PromptKD): ``prompted_blocks`` and
+  ``encode_prompted_image``.
 """
 from itertools import groupby
 from typing import List, NamedTuple, Optional, Sequence, Tuple
@@ -229,3 +230,30 @@ class TextEncoder(nn.Module):
             x, _ = prompted_blocks(self.transformer.resblocks, x, deep_prompts, 1, attn_mask=mask)
         x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+
+
+def encode_prompted_image(
+    encoder: ImageEncoder, image: torch.Tensor, vision_prompts: torch.Tensor, with_local: bool = False
+) -> VisualOutput:
+    """CLIP's image features with deep vision prompts appended after the patch tokens (MaPLe, IVLP, PromptKD).
+
+    Args:
+        image: (B, 3, H, W).
+        vision_prompts: (J, n_ctx, W_v) prompts of layers 1 .. J (MaPLe: coupled from its text prompts).
+        with_local: also return the last block's CLS and patch tokens (B, 1 + P, d) and the
+            CLS -> patch attention (B, P); the prompt positions are left out of both.
+    """
+    x = encoder.embed(image)  # (1 + P, B, W_v), ln_pre applied per token
+    n_image_tokens = x.shape[0]
+    # ln_pre normalises each token on its own, so normalising the layer-1 prompts apart is the same
+    # as MaPLe's ln_pre over the concatenated sequence.
+    first = encoder.visual.ln_pre(vision_prompts[0].to(x.dtype))
+    x = torch.cat([x, first.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=0)
+    x, attn = prompted_blocks(
+        encoder.visual.transformer.resblocks, x, vision_prompts[1:], n_image_tokens, need_last_weights=with_local
+    )
+    x = x.permute(1, 0, 2)[:, :n_image_tokens]  # (B, 1 + P, W_v), prompt outputs dropped
+    if not with_local:
+        return VisualOutput(encoder.project(x[:, 0, :]), None, None)
+    tokens = encoder.project(x)
+    return VisualOutput(tokens[:, 0, :], tokens, attn[:, 0, 1:n_image_tokens])

@@ -21,8 +21,7 @@ import torch
 import torch.nn as nn
 
 from .coop import CoOpCLIP, PromptLearner
-from .encoders import VisualOutput
-from .maple import encode_image as encode_prompted_image
+from .encoders import VisualOutput, encode_prompted_image
 
 
 def _normal(*shape: int) -> torch.Tensor:
@@ -77,7 +76,7 @@ class IVLPPromptLearner(PromptLearner):
             print(f"N_CTX_TEXT {n_ctx_text} exceeds the {words} words of CTX_INIT {ctx_init!r}: random context")
         super().__init__(classnames, clip_model, n_ctx=n_ctx_text, ctx_init=ctx_init if use_words else "")
         if use_words:
-            self.learn_first_words(n_ctx_text)
+            self.learn_only_first(n_ctx_text)
         print(
             f"Independent V-L design; text context {n_ctx_text} x depth {depth_text}, "
             f"vision context {n_ctx_vision} x depth {depth_vision}"

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .coop import CoOpCLIP, PromptLearner
-from .encoders import ImageEncoder, TextEncoder, VisualOutput, prompted_blocks
+from .encoders import TextEncoder, VisualOutput, encode_prompted_image
 
 
 def encode_text(
@@ -46,33 +46,6 @@ def encode_text(
     """
     return encoder(prompts, tokenized_prompts, truncate=truncate, eot_positions=eot_positions,
                    deep_prompts=deep_prompts)
-
-
-def encode_image(
-    encoder: ImageEncoder, image: torch.Tensor, vision_prompts: torch.Tensor, with_local: bool = False
-) -> VisualOutput:
-    """CLIP's image features with MaPLe's vision prompts appended after the patch tokens.
-
-    Args:
-        image: (B, 3, H, W).
-        vision_prompts: (J, n_ctx, W_v) coupled prompts of layers 1 .. J.
-        with_local: also return the last block's CLS and patch tokens (B, 1 + P, d) and the
-            CLS -> patch attention (B, P); the prompt positions are left out of both.
-    """
-    x = encoder.embed(image)  # (1 + P, B, W_v), ln_pre applied per token
-    n_image_tokens = x.shape[0]
-    # ln_pre normalises each token on its own, so normalising the layer-1 prompts apart is the same
-    # as MaPLe's ln_pre over the concatenated sequence.
-    first = encoder.visual.ln_pre(vision_prompts[0].to(x.dtype))
-    x = torch.cat([x, first.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=0)
-    x, attn = prompted_blocks(
-        encoder.visual.transformer.resblocks, x, vision_prompts[1:], n_image_tokens, need_last_weights=with_local
-    )
-    x = x.permute(1, 0, 2)[:, :n_image_tokens]  # (B, 1 + P, W_v), prompt outputs dropped
-    if not with_local:
-        return VisualOutput(encoder.project(x[:, 0, :]), None, None)
-    tokens = encoder.project(x)
-    return VisualOutput(tokens[:, 0, :], tokens, attn[:, 0, 1:n_image_tokens])
 
 
 class MultiModalPromptLearner(PromptLearner):
@@ -116,7 +89,7 @@ class MultiModalPromptLearner(PromptLearner):
                     f"N_CTX {n_ctx} is larger than the {self.n_ctx} words of CTX_INIT {ctx_init!r}: "
                     'lower N_CTX, lengthen CTX_INIT, or set CTX_INIT to "" for random initialisation'
                 )
-            self.learn_first_words(n_ctx)
+            self.learn_only_first(n_ctx)
         print(f"MaPLe design: Multi-modal Prompt Learning; learnable context tokens: {n_ctx}, prompt depth: {depth}")
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.weight.shape[0]
         # Created in the release's order, so the same RNG state draws the same initial values.
@@ -153,4 +126,4 @@ class MaPLeCLIP(CoOpCLIP):
 
     def encode_image(self, image: torch.Tensor, with_local: bool = False) -> VisualOutput:
         """Image features with the current vision prompts; local tokens exclude the prompt positions."""
-        return encode_image(self.image_encoder, image, self.prompt_learner.vision_prompts(), with_local)
+        return encode_prompted_image(self.image_encoder, image, self.prompt_learner.vision_prompts(), with_local)

@@ -1,6 +1,12 @@
 """The semantic loss (paper Eq. 10, release form) and the regularisation loss (Eq. 11)."""
+from typing import Union
+
 import torch
 import torch.nn.functional as F
+
+from .targets import HardLabels, SoftTargets
+
+Target = Union[HardLabels, SoftTargets]
 
 SEMANTIC_SETS = ("release", "paper")
 
@@ -29,18 +35,25 @@ def semantic_token_set(
     return torch.cat([picked, aligned.mean(dim=1, keepdim=True)], dim=1)
 
 
-def semantic_loss(token_set: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor):
-    """Cross-entropy of ``s * S_i @ t^T`` with each image's label for each of its K tokens.
+def as_target(target: Union[torch.Tensor, Target]) -> Target:
+    """Class labels (B,) become ``HardLabels``; a target object is returned as it is."""
+    return HardLabels(target) if isinstance(target, torch.Tensor) else target
+
+
+def semantic_loss(token_set: torch.Tensor, text: torch.Tensor, target, logit_scale: torch.Tensor):
+    """The host's loss form on ``s * S_i @ t^T`` for each of an image's K tokens: cross-entropy
+    with the image's label (CoOp, MaPLe), or KL to the teacher's probabilities of the image
+    (PromptKD), repeated K times.
 
     Args:
         token_set: (B, K, d) from ``semantic_token_set`` (not normalised, as in the release).
         text: (C, d) L2-normalised, unrefined text features.
-        labels: (B,) class indices.
+        target: (B,) class indices, or a ``HardLabels`` / ``SoftTargets`` for the batch.
         logit_scale: CLIP's ``exp(logit_scale)``.
     """
     b, k, d = token_set.shape
     logits = logit_scale * token_set.reshape(b * k, d) @ text.to(token_set.dtype).t()
-    return F.cross_entropy(logits, labels.repeat_interleave(k))
+    return as_target(target).loss(logits)
 
 
 def regularization_loss(refined: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ class TextRefiner(nn.Module):
         text: torch.Tensor,
         tokens: Optional[torch.Tensor] = None,
         cls_attention: Optional[torch.Tensor] = None,
-        labels: Optional[torch.Tensor] = None,
+        target=None,
         logit_scale: Optional[torch.Tensor] = None,
     ) -> RefinerOutput:
         """Refine ``text``; in training also compute both losses and update the cache.
@@ -69,7 +69,8 @@ class TextRefiner(nn.Module):
             text: (C, d) L2-normalised text features t of the host's prompts.
             tokens: (B, 1 + P, token_dim) last-block local tokens, CLS first (training).
             cls_attention: (B, P) last-block CLS -> patch attention (training).
-            labels: (B,) class indices (training).
+            target: (B,) class indices, or the host's ``HardLabels`` / ``SoftTargets`` (training):
+                the semantic loss takes the host's loss form.
             logit_scale: CLIP's exp(logit_scale) (training).
         """
         refined = self.refine(text)
@@ -78,7 +79,7 @@ class TextRefiner(nn.Module):
         aligned = self.alignment(tokens)
         token_set = semantic_token_set(aligned, cls_attention, self.topk, self.semantic_set)
         losses = {
-            "semantic": semantic_loss(token_set, text, labels, logit_scale),
+            "semantic": semantic_loss(token_set, text, target, logit_scale),
             "regularization": regularization_loss(refined, text),
         }
         self.cache.update(aligned)

@@ -8,8 +8,13 @@ trainers in ``textrefiner/trainers/`` (``@register_trainer``, imported by the pa
 below; and the launchers ``scripts/<host>/*.sh``, each one line calling
 ``scripts/protocol.sh <host> <step>``.
 """
+import os
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
+
+
+def no_step_opts(kind: str, dataset: str) -> Tuple[str, ...]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,29 @@ class Host:
     tiny_opts: Tuple[str, ...] = field(default=())
     #: whether ``bash bootstrap.sh demo`` runs its trainers (20-epoch hosts would outgrow its time budget)
     in_demo: bool = True
+    #: overrides the offline demo needs besides ``tiny_opts`` (PromptKD: a teacher with seeded prompts, no file)
+    demo_opts: Tuple[str, ...] = field(default=())
+    #: (step kind, dataset) -> config overrides the protocol sets for this host (the user's come after and win)
+    step_opts: Callable[[str, str], Tuple[str, ...]] = no_step_opts
+    #: cross-dataset trains one model per target (``xd_train DATASET SEED``) instead of one on ImageNet
+    xd_per_target: bool = False
 
     @property
     def default_trainer(self) -> str:
         return self.trainers[0]
+
+
+#: PromptKD's release scripts: KD weight 200 for these datasets in base-to-novel, 1000 elsewhere
+PROMPTKD_LOW_KD_DATASETS = ("fgvc_aircraft", "oxford_flowers", "dtd")
+
+
+def promptkd_step_opts(kind: str, dataset: str) -> Tuple[str, ...]:
+    """The KD weight per dataset, the teacher of the protocol, and ``$TEACHER_DIR`` when set."""
+    low = kind.startswith("base2new") and dataset in PROMPTKD_LOW_KD_DATASETS
+    opts = ("TRAINER.PROMPTKD.KD_WEIGHT", "200.0" if low else "1000.0",
+            "TRAINER.PROMPTKD.MODAL", "cross" if kind.startswith("xd") else "base2novel")
+    teacher_dir = os.environ.get("TEACHER_DIR")
+    return opts + (("TRAINER.PROMPTKD.TEACHER_DIR", teacher_dir) if teacher_dir else ())
 
 
 HOSTS: Dict[str, Host] = {
@@ -75,7 +99,30 @@ HOSTS: Dict[str, Host] = {
         tiny_opts=("TRAINER.IVLP.PROMPT_DEPTH_TEXT", "2", "TRAINER.IVLP.PROMPT_DEPTH_VISION", "2"),
         in_demo=False,
     ),
+    # PromptKD's release configs; a student per cross-dataset target, distilled from the ImageNet teacher
+    "promptkd": Host(
+        name="promptkd",
+        trainers=("PromptKD_TextRefiner", "PromptKD"),
+        configs={
+            "base2new": "vit_b16_c2_ep20_batch8_4+4ctx",
+            "xd": "vit_b16_c2_ep20_batch8_4+4ctx_cross_datasets",
+            "few_shot": "vit_b16_c2_ep20_batch8_4+4ctx",
+        },
+        config_key="PROMPTKD",
+        # the student and teacher configs prompt 9 layers; the teacher is the wider tiny CLIP
+        tiny_opts=("TRAINER.PROMPTKD.TEACHER_NAME", "random:tiny-wide", "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION", "2",
+                   "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT", "2",
+                   "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION", "2"),
+        demo_opts=("TRAINER.PROMPTKD.TEACHER_PROMPTS", "init"),
+        step_opts=promptkd_step_opts,
+        xd_per_target=True,
+    ),
 }
+
+
+def host_of(trainer: str) -> Optional[Host]:
+    """The host whose trainers include ``trainer`` (None for a trainer no host lists)."""
+    return next((host for host in HOSTS.values() if trainer in host.trainers), None)
 
 
 def get_host(name: str) -> Host:
@@ -83,11 +130,3 @@ def get_host(name: str) -> Host:
         raise ValueError(f"Unknown host {name!r}; known hosts: {', '.join(HOSTS)} (textrefiner/protocols/hosts.py)")
     return HOSTS[name]
 
-
-def host_of(trainer: str) -> Host:
-    """The host whose trainers include ``trainer``."""
-    for host in HOSTS.values():
-        if trainer in host.trainers:
-            return host
-    known = ", ".join(t for h in HOSTS.values() for t in h.trainers)
-    raise ValueError(f"No host lists trainer {trainer!r}; known: {known} (textrefiner/protocols/hosts.py)")

@@ -2,6 +2,7 @@
 
     base2new   base2new_train, base2new_test                (per dataset)
     xd         xd_train, then xd_test for every target      (one job per seed: one ImageNet model)
+               or xd_train on each target                   (hosts that train per target: PromptKD)
     few_shot   few_shot                                     (per dataset and shot count)
 """
 import os.path as osp
@@ -11,7 +12,8 @@ from typing import Callable, Dict, List, Sequence, Tuple
 from ..results.benchmarks import (
     BASE2NEW_DATASETS, CROSS_DATASET_TARGETS, DOMAIN_GENERALISATION_TARGETS, FEW_SHOT_SHOTS, SHOTS, XD_SOURCE,
 )
-from .steps import Setup, Step, base2new_test, base2new_train, few_shot, xd_test, xd_train
+from .hosts import host_of
+from .steps import Setup, Step, base2new_test, base2new_train, few_shot, xd_test, xd_train, xd_train_target
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,18 @@ def base2new_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], s
 
 
 def xd_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> List[Job]:
-    """``datasets`` are the targets; every job trains on ImageNet first."""
+    """``datasets`` are the targets; every job trains on ImageNet first, or, for a host that trains
+    per target (PromptKD), one job per target trains on it."""
+    host = host_of(setup.trainer)
+    if host and host.xd_per_target:
+        untrainable = [d for d in datasets if d in DOMAIN_GENERALISATION_TARGETS]
+        if untrainable:
+            print(f"{setup.trainer}: skipping {', '.join(untrainable)} (test-only datasets: a per-target student "
+                  "needs the target's training images)")
+        return [
+            Job("xd", setup, d, k, s, (xd_train_target(setup, d, s, k),))
+            for d in datasets if d not in untrainable for k in shots for s in seeds
+        ]
     return [
         Job("xd", setup, XD_SOURCE, k, s, (xd_train(setup, s, k), *(xd_test(setup, d, s, k) for d in datasets)))
         for k in shots for s in seeds

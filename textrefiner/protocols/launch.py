@@ -5,6 +5,7 @@
     base2new_train DATASET SEED     base2new_test DATASET SEED
     xd_train SEED                   xd_test DATASET SEED
     few_shot DATASET SHOTS [SEED]   without SEED: seeds 1, 2, 3 in turn (PromptSRC's few_shot.sh)
+    xd_train DATASET SEED           (hosts that train per target: promptkd)
     train_teacher DATASET SEED      (DATASET "xd": the cross-dataset teacher; see teacher.py)
 
 Environment (all optional):
@@ -12,9 +13,10 @@ Environment (all optional):
     CFG       trainer config name, configs/trainers/<TRAINER>/<CFG>.yaml (default: the host's for the protocol)
     DATA      dataset root (default: ./data)
     OUTPUT    output root (default: ./output)
-    SHOTS     shots per class for base2new and xd steps (default: 16)
+    SHOTS     shots per class for base2new and xd steps (default: 16; 0 = every training image)
     TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
     OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder)
+    TEACHER_DIR  promptkd: root of the teachers in the PromptKD release's layout (default: ./teacher_model)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
     TEACHER_DIR        train_teacher: the teacher root PromptKD reads (default: ./teacher_model)
     TEACHER_OVERWRITE  train_teacher: 1 replaces an existing teacher file (default: refuse)
@@ -27,7 +29,9 @@ from typing import List, Optional, Tuple
 from ..results.benchmarks import SEEDS, SHOTS
 from .hosts import get_host
 from .identity import SettingsConflict
-from .steps import ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train
+from .steps import (
+    ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train, xd_train_target,
+)
 from .teacher import DEFAULT_TEACHER_DIR, TEACHER_CFG, TEACHER_TRAINER, train_teacher
 
 #: step name -> (protocol, builder, positional arguments after the host and step)
@@ -39,6 +43,8 @@ STEPS = {
     "few_shot": ("few_shot", few_shot, ("dataset", "shots", "seed")),
     "train_teacher": ("teacher", train_teacher, ("dataset", "seed")),
 }
+#: cross-dataset for hosts that train one model per target
+PER_TARGET_STEPS = {"xd_train": ("xd", xd_train_target, ("dataset", "seed"))}
 _INTEGERS = ("seed", "shots")
 #: steps whose SEED may be left out, as the upstream scripts of the same name loop over seeds
 _SEED_LOOP = ("few_shot",)
@@ -49,17 +55,16 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _positional(step: str, argv: List[str]) -> Tuple[str, ...]:
+def _positional(step: str, argv: List[str], names: Tuple[str, ...]) -> Tuple[str, ...]:
     """The positional arguments ``argv`` gives: a few-shot step without a seed (the next argument
     is absent or a config key) runs every seed."""
-    names = STEPS[step][2]
     seed_given = len(argv) >= len(names) and argv[len(names) - 1].isdigit()
     return names if step not in _SEED_LOOP or seed_given else names[:-1]
 
 
-def _arguments(host: str, step: str, argv: List[str]) -> dict:
-    names = _positional(step, argv)
-    shown = [f"[{n.upper()}]" if n == "seed" and step in _SEED_LOOP else n.upper() for n in STEPS[step][2]]
+def _arguments(host: str, step: str, argv: List[str], all_names: Tuple[str, ...]) -> dict:
+    names = _positional(step, argv, all_names)
+    shown = [f"[{n.upper()}]" if n == "seed" and step in _SEED_LOOP else n.upper() for n in all_names]
     usage = f"usage: bash scripts/{host}/{step}.sh {' '.join(shown)} [KEY VALUE ...]"
     if len(argv) < len(names):
         _fail(usage)
@@ -90,9 +95,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     if len(argv) < 2 or argv[1] not in STEPS:
         _fail(f"usage: python -m textrefiner.protocols.launch HOST {{{','.join(STEPS)}}} ARG... [KEY VALUE ...]")
     host, step = get_host(argv[0]), argv[1]
-    protocol, build, _ = STEPS[step]
-    names = _positional(step, argv[2:])
-    kwargs = _arguments(host.name, step, argv[2:])
+    protocol, build, all_names = PER_TARGET_STEPS.get(step, STEPS[step]) if host.xd_per_target else STEPS[step]
+    if host.xd_per_target and step == "xd_test":
+        _fail(f"{host.name} trains one model per cross-dataset target and evaluates it there: "
+              f"run bash scripts/{host.name}/xd_train.sh DATASET SEED")
+    names = _positional(step, argv[2:], all_names)
+    kwargs = _arguments(host.name, step, argv[2:], all_names)
     if "shots" not in names:
         kwargs["shots"] = int(os.environ.get("SHOTS") or SHOTS)
     if protocol == "teacher":

@@ -31,6 +31,7 @@ from ..results.upstream import upstream_record
 from .identity import (
     SETTINGS_FILE, SettingsConflict, expected_settings, find_conflict, recorded, same_settings, write_settings,
 )
+from .hosts import host_of
 
 #: how a step starts training: the installed entry point, so steps run from any folder
 TRAIN_COMMAND = (sys.executable, "-m", "textrefiner.cli.train")
@@ -153,7 +154,9 @@ def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol
         "--config-file", trainer_config(setup.trainer, setup.cfg),
         "--output-dir", output_dir,
     )
-    return Step(key, output_dir, flags, tuple(map(str, protocol_opts)) + tuple(setup.opts), evaluates,
+    host = host_of(setup.trainer)
+    host_opts = host.step_opts(kind, dataset) if host else ()
+    return Step(key, output_dir, flags, tuple(map(str, (*protocol_opts, *host_opts))) + tuple(setup.opts), evaluates,
                 setup.overwrite)
 
 
@@ -177,6 +180,12 @@ def xd_train(setup: Setup, seed: int, shots: int = SHOTS) -> Step:
 def xd_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
     """Evaluate the ImageNet model on a target dataset (all its classes, full test set)."""
     return _step(setup, "xd_test", dataset, seed, shots, (), xd_train(setup, seed, shots))
+
+
+def xd_train_target(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
+    """Cross-dataset for hosts that train per target (PromptKD): train on the target's (unlabelled)
+    images of all classes with the ImageNet teacher; the final test scores the target."""
+    return _step(setup, "xd_train", dataset, seed, shots, ("DATASET.NUM_SHOTS", shots))
 
 
 def few_shot(setup: Setup, dataset: str, shots: int, seed: int) -> Step:

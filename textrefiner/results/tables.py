@@ -261,7 +261,9 @@ def xd_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, see
         f"Trained on {XD_SOURCE} (all classes); {AVERAGE} rows average the targets of a group."
     ))
     builder = _Builder(summary, runs, lambda r: (r.key.dataset, column), metric, seeds, ci95)
-    targets = [d for d in _datasets([r for r in runs if r.key.kind == "xd_test"], datasets) if d != XD_SOURCE]
+    # targets: evaluated by xd_test, or trained on directly by hosts that train per target (PromptKD)
+    evaluated = [r for r in runs if r.key.kind == "xd_test" or r.key.dataset != XD_SOURCE]
+    targets = [d for d in _datasets(evaluated, datasets) if d != XD_SOURCE]
     builder.fill([XD_SOURCE] + targets, [column], paired=False)
     for group, members in TARGET_GROUPS.items():
         present = [t for t in targets if t in members]

@@ -13,7 +13,7 @@
 import os
 import os.path as osp
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,7 @@ from textrefiner.framework import (
     FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint, load_pretrained_weights,
 )
 from textrefiner.framework.checkpoint import save_registered_models
+from textrefiner.modeling import HardLabels
 from textrefiner.precision import PRECISIONS, Precision
 from textrefiner.results import build_record, write_result
 
@@ -33,10 +34,13 @@ _FIXED_PROMPT_KEYS = ("token_prefix", "token_suffix", "tokenized_prompts")
 
 
 class PromptTrainer(TrainerX):
-    """Base class of the CoOp-family trainers; subclasses implement ``build_host``/``forward_backward``."""
+    """Base class of the CoOp-family trainers; subclasses implement ``build_host`` and, where the
+    host's loss is not cross-entropy with the labels, ``training_target``/``host_losses``."""
 
     #: the host's config node under TRAINER (its PREC key sets the precision)
     host_key = "COOP"
+    #: name of the host's loss term in the training log
+    host_loss_name = "ce"
 
     def __init__(self, cfg):
         check_project_keys(cfg)  # a foreign train.py that skipped add_textrefiner_config fails here, in one line
@@ -112,6 +116,34 @@ class PromptTrainer(TrainerX):
     # ------------------------------------------------------------------ training
     def parse_batch_train(self, batch):
         return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def forward_backward(self, batch) -> dict:
+        """One training step: the named losses of the host (and of any plug-in), summed."""
+        image, label = self.parse_batch_train(batch)
+        with self.precision.autocast():
+            target = self.training_target(image, label)
+            logits, losses = self.training_losses(image, target)
+            loss = sum(losses.values())
+        self.model_backward_and_update(loss)
+        self.step_lr_at_epoch_end()
+        return {"loss": loss.item(), **{name: term.item() for name, term in losses.items()}, **target.metrics(logits)}
+
+    def training_target(self, image: torch.Tensor, label: torch.Tensor):
+        """What the host's loss compares logits to (``modeling.targets``): here the labels."""
+        return HardLabels(label)
+
+    def training_losses(self, image: torch.Tensor, target) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The host's logits (B, C) for the batch and its named loss terms; plug-ins extend this."""
+        logits = self.model(image)
+        return logits, self.host_losses(logits, target)
+
+    def host_losses(self, logits: torch.Tensor, target) -> Dict[str, torch.Tensor]:
+        return {self.host_loss_name: target.weight * target.loss(logits)}
+
+    def extra_losses(self, image: torch.Tensor, visual, text: torch.Tensor, logits: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Weighted terms a host adds that need the image tower's output ``visual`` (a ``VisualOutput``),
+        the prompted text features ``text`` (C, d) or the batch itself (PromptSRC's self-regularisation)."""
+        return {}
 
     def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
         names = self.get_model_names(names)

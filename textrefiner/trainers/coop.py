@@ -1,7 +1,5 @@
 """``CoOp``: Context Optimization (Zhou et al., IJCV 2022), https://arxiv.org/abs/2109.01134."""
-import torch.nn.functional as F
-
-from textrefiner.framework import register_trainer, compute_accuracy
+from textrefiner.framework import register_trainer
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 
 from .base import PromptTrainer
@@ -29,12 +27,3 @@ class CoOp(PromptTrainer):
     def build_host(self, clip_model) -> dict:
         self.model = build_coop_model(self.cfg, self.dm.dataset.classnames, clip_model)
         return {"prompt_learner": self.model.prompt_learner}
-
-    def forward_backward(self, batch) -> dict:
-        image, label = self.parse_batch_train(batch)
-        with self.precision.autocast():
-            output = self.model(image)
-            loss = F.cross_entropy(output, label)
-        self.model_backward_and_update(loss)
-        self.step_lr_at_epoch_end()
-        return {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}

@@ -12,10 +12,9 @@ targets are encoded in the run's precision.
 """
 import os.path as osp
 
-import torch.nn.functional as F
 
 from textrefiner.config import ConfigError
-from textrefiner.framework import compute_accuracy, register_trainer
+from textrefiner.framework import register_trainer
 from textrefiner.framework.checkpoint import atomic_save
 from textrefiner.hosts.ivlp import teacher_state_dict
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
@@ -55,7 +54,7 @@ class PromptSRC(IVLP):
         self.register_model(GPA_MODEL_NAME, self.prompt_average, None, None)
 
     # ------------------------------------------------------------------ training
-    def host_losses(self, image, visual, text, logits) -> dict:
+    def extra_losses(self, image, visual, text, logits) -> dict:
         """PromptSRC's weighted self-regularising terms for one batch: ``visual`` is the prompted
         ``VisualOutput``, ``text`` the prompted (C, d) features, ``logits`` the classifier's (B, C)."""
         c = self.host_cfg
@@ -65,20 +64,13 @@ class PromptSRC(IVLP):
             self.model.logit_scale.exp(), c.TEXT_LOSS_WEIGHT, c.IMAGE_LOSS_WEIGHT,
         )
 
-    def forward_backward(self, batch) -> dict:
-        image, label = self.parse_batch_train(batch)
-        with self.precision.autocast():
-            visual = self.model.encode_image(image)
-            text = self.model.text_features()
-            logits = self.model.logits(visual.global_feature, text)
-            losses = {"ce": F.cross_entropy(logits, label), **self.host_losses(image, visual, text, logits)}
-            loss = sum(losses.values())
-        self.model_backward_and_update(loss)
-        self.step_lr_at_epoch_end()
-        return {
-            "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
-            "acc": compute_accuracy(logits, label)[0].item(),
-        }
+    def training_losses(self, image, target):
+        visual = self.model.encode_image(image)
+        text = self.model.text_features()
+        logits = self.model.logits(visual.global_feature, text)
+        losses = self.host_losses(logits, target)
+        losses.update(self.extra_losses(image, visual, text, logits))
+        return logits, losses
 
     def after_epoch(self) -> None:
         # Before the checkpoint and validation of the epoch, as the release (it loads the average at

@@ -1,23 +1,26 @@
 """``TextRefinerMixin``: adds TextRefiner to any host trainer of this project.
 
-The host's model must offer ``text_features()`` (C, d, L2-normalised),
+The host's model offers ``text_features()`` (C, d) in its text space,
 ``encode_image(image, with_local=True)`` (a ``VisualOutput`` with the last block's
-tokens and CLS attention), ``logits(image_features, text_features)`` and
-``logit_scale``. The mixin adds the TextRefiner head as a second trainable module
-("textrefiner": aggregation, alignment and the cache buffer) and trains with
+tokens and CLS attention), ``logits(image_features, text_features)``, ``logit_scale``,
+and the widths ``text_dim`` (d: cache, aggregation, alignment output) and ``token_dim``
+(the local tokens: alignment input). The host trainer gives the loss form
+(``training_target``: labels for CoOp/MaPLe, the teacher's probabilities for PromptKD)
+and its named loss terms (``host_losses``). The mixin adds the TextRefiner head as a
+second trainable module ("textrefiner": aggregation, alignment and the cache buffer)
+and trains with
 
-    loss = CE(s f t'^T, y) + LAMBDA_SEM * semantic + LAMBDA_REG * regularization
+    loss = host terms on s f t'^T + w LAMBDA_SEM semantic + w LAMBDA_REG regularization
 
-reading the cache before updating it at every training step, plus the host's own weighted
-terms when the host trainer defines ``host_losses`` (PromptSRC). At evaluation the
-refined features t' are computed once per evaluation from the frozen cache and no
-local tokens are computed. ``TRAINER.TEXTREFINER.ENABLED False`` builds no head:
-the trainer is then exactly its host.
+where the semantic loss takes the host's loss form and ``w`` is the host's loss weight
+(1 for cross-entropy, KD_WEIGHT for PromptKD), plus the host's own terms that need the
+image tower's output (``extra_losses``: PromptSRC's self-regularisation), reading the cache
+before updating it at every training step. At evaluation the refined features t' are
+computed once per evaluation from the frozen cache and no local tokens are computed.
+``TRAINER.TEXTREFINER.ENABLED False`` builds no head: the trainer is then exactly its host.
 """
 import torch.nn as nn
-import torch.nn.functional as F
 
-from textrefiner.framework import compute_accuracy
 from textrefiner.modeling import TextRefiner
 
 
@@ -47,12 +50,11 @@ class TextRefinerMixin:
         if not tr.ENABLED:
             print("TRAINER.TEXTREFINER.ENABLED is False: training the plain host")
             return plugins
-        dim = clip_model.text_projection.shape[1]
-        token_dim = clip_model.visual.proj.shape[1]
+        dim, token_dim = self.model.text_dim, self.model.token_dim
         print(
             f"Building TextRefiner (M={tr.CACHE_SIZE}, momentum={tr.MOMENTUM}, alpha={tr.ALPHA}, k={tr.TOPK}, "
             f"lambda_sem={tr.LAMBDA_SEM}, lambda_reg={tr.LAMBDA_REG}, update={tr.UPDATE_RULE}, "
-            f"semantic set={tr.SEMANTIC_SET})"
+            f"semantic set={tr.SEMANTIC_SET}; text space {dim}-d, local tokens {token_dim}-d)"
         )
         self.refiner = self.precision.cast(build_textrefiner(tr, dim, token_dim))
         plugins["textrefiner"] = self.refiner
@@ -62,33 +64,16 @@ class TextRefinerMixin:
         text = super().classifier_text_features()
         return text if self.refiner is None else self.refiner.refine(text)
 
-    def forward_backward(self, batch) -> dict:
+    def training_losses(self, image, target):
         if self.refiner is None:
-            return super().forward_backward(batch)
+            return super().training_losses(image, target)
         tr = self.cfg.TRAINER.TEXTREFINER
-        image, label = self.parse_batch_train(batch)
-        with self.precision.autocast():
-            visual = self.model.encode_image(image, with_local=True)
-            text = self.model.text_features()
-            out = self.refiner(text, visual.tokens, visual.cls_attention, label, self.model.logit_scale.exp())
-            output = self.model.logits(visual.global_feature, out.refined)
-            ce = F.cross_entropy(output, label)
-            semantic = tr.LAMBDA_SEM * out.losses["semantic"]
-            regularization = tr.LAMBDA_REG * out.losses["regularization"]
-            loss = ce + semantic + regularization
-            # A host with loss terms of its own (PromptSRC's self-regularisation) offers them as
-            # host_losses(image, visual, text, logits) -> {name: weighted term}; they are added as
-            # they are. (To be merged with the named-loss-terms interface of the PromptKD work.)
-            host_losses = self.host_losses(image, visual, text, output) if hasattr(self, "host_losses") else {}
-            for term in host_losses.values():
-                loss = loss + term
-        self.model_backward_and_update(loss)
-        self.step_lr_at_epoch_end()
-        return {
-            "loss": loss.item(),
-            "ce": ce.item(),
-            "semantic": semantic.item(),
-            "regularization": regularization.item(),
-            **{name: term.item() for name, term in host_losses.items()},
-            "acc": compute_accuracy(output, label)[0].item(),
-        }
+        visual = self.model.encode_image(image, with_local=True)
+        text = self.model.text_features()
+        out = self.refiner(text, visual.tokens, visual.cls_attention, target, self.model.logit_scale.exp())
+        logits = self.model.logits(visual.global_feature, out.refined)
+        losses = self.host_losses(logits, target)
+        losses["semantic"] = tr.LAMBDA_SEM * target.weight * out.losses["semantic"]
+        losses["regularization"] = tr.LAMBDA_REG * target.weight * out.losses["regularization"]
+        losses.update(self.extra_losses(image, visual, text, logits))
+        return logits, losses
