@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Dict, Optional, Pattern
 
+from .benchmarks import XD_SOURCE
+
 _BASE2NEW_TAIL = "{dataset}/shots_{shots}/{trainer}/{cfg}{tag}/seed{seed}"
 _ALL_CLASSES = "{dataset}/{trainer}/{cfg}_{shots}shots{tag}/seed{seed}"
 
@@ -41,7 +43,8 @@ LAYOUT: Dict[str, str] = {
 }
 #: kinds that write into another kind's template
 SAME_LAYOUT = {"xd_train": "few_shot"}
-#: read-only: this package's layout before it took the upstream one
+#: this package's layout before it took the upstream one: read back, and written only for cross-dataset
+#: trainings on a target (``run_dir``)
 LEGACY_LAYOUT: Dict[str, str] = {
     "xd_train": "xd/{dataset}/shots_{shots}/{trainer}/{cfg}{tag}/seed{seed}",
     "few_shot": "few_shot/{dataset}/shots_{shots}/{trainer}/{cfg}{tag}/seed{seed}",
@@ -76,7 +79,13 @@ def layout_kind(kind: str) -> str:
 
 def run_dir(output_root: str, key: RunKey) -> str:
     fields = {**vars(key), "tag": f"/{key.tag}" if key.tag else ""}
-    return osp.join(output_root, *LAYOUT[layout_kind(key.kind)].format(**fields).split("/"))
+    if key.kind == "xd_train" and key.dataset != XD_SOURCE:
+        # A cross-dataset training ON a target (PromptKD: one student per target) has no upstream
+        # layout and must not read back as few-shot: it keeps the xd template, read back as xd_train.
+        template = LEGACY_LAYOUT["xd_train"]
+    else:
+        template = LAYOUT[layout_kind(key.kind)]
+    return osp.join(output_root, *template.format(**fields).split("/"))
 
 
 def _pattern(template: str) -> Pattern:
