@@ -17,6 +17,12 @@ def add_data_config(cfg: CN) -> None:
     cfg.DATASET.FEWSHOT_WITH_REPLACEMENT = False
 
 
+def add_run_config(cfg: CN) -> None:
+    # Resuming with a larger OPTIM.MAX_EPOCH is refused unless this is True; then the learning-rate
+    # schedule is re-planned for the new length from the resumed epoch on (earlier epochs keep theirs)
+    cfg.TRAIN.EXTEND_EPOCHS = False
+
+
 def add_backbone_config(cfg: CN) -> None:
     # Local CLIP weights file for an OpenAI MODEL.BACKBONE.NAME (default: ~/.cache/clip/<file>)
     cfg.MODEL.BACKBONE.PATH = ""
@@ -73,6 +79,7 @@ def add_textrefiner_config(cfg: CN) -> None:
 def extend_cfg(cfg: CN) -> CN:
     """Add all project keys to a Dassl default config (in place); returns ``cfg``."""
     add_data_config(cfg)
+    add_run_config(cfg)
     add_backbone_config(cfg)
     add_coop_config(cfg)
     add_maple_config(cfg)
