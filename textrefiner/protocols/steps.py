@@ -166,4 +166,6 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
     else:
         print(f"Run {step.key.kind}; output to {step.output_dir}", file=out)
     print("$ " + shlex.join(command), file=out, flush=True)
+    # the child exits when this process does (textrefiner/cli/parent.py): no orphan writers
+    env = {**(os.environ if env is None else env), "TEXTREFINER_PARENT_PID": str(os.getpid())}
     return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode

@@ -160,6 +160,8 @@ class PromptTrainer(TrainerX):
             model_dir=self.loaded_from[0],
             load_epoch=self.loaded_from[1],
         )
+        if getattr(self, "untrained", False):
+            record["untrained"] = True  # --eval-only without --model-dir (train.py says so in the log)
         return write_result(self.cfg.OUTPUT_DIR, record)
 
     # --------------------------------------------------------------- checkpoints
