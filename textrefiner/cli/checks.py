@@ -11,6 +11,7 @@ import math
 import os
 from typing import Dict, List, Sequence
 
+from textrefiner.clip_backbone import RANDOM_ARCHS, RANDOM_PREFIX, import_clip
 from textrefiner.errors import UserError
 from textrefiner.framework import DATASET_REGISTRY, FRAMEWORK, TRAINER_REGISTRY
 from textrefiner.precision import PRECISIONS
@@ -77,13 +78,14 @@ def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
             cfg.merge_from_file(path)
         else:
             cfg.merge_from_list(list(opts))
-    except KeyError as e:
-        key = str(e.args[0]).replace("Non-existent config key:", "").strip()
+    except (KeyError, AssertionError) as e:
+        message = str(e.args[0]) if e.args else ""
+        if "Non-existent" not in message:  # yacs: "Non-existent config key: K" / "Non-existent key: K"
+            raise UserError(f"Cannot merge {where}: {message}") from None
+        key = message.split(":", 1)[1].strip()
         raise UserError(f"Unknown config key {key} in {where}{_closest(key, _all_keys(cfg))}") from None
     except ValueError as e:  # yacs: "Type mismatch (<class 'float'> vs. <class 'str'>) with values (...) for config key: K"
         raise UserError(f"Bad value in {where}: {' '.join(str(e).split())}; give a value of the key's type") from None
-    except AssertionError as e:
-        raise UserError(f"Cannot merge {where}: {e}") from None
     except Exception as e:  # a YAML syntax error, a file that is not a mapping
         raise UserError(f"Cannot read {where}: {' '.join(str(e).split())[:300]}") from None
 
@@ -140,3 +142,18 @@ def check_cfg_values(cfg) -> None:
             raise UserError(f"INPUT.TRANSFORMS {unknown} are not available without Dassl; choose from {AVAI_CHOICES}")
     if not cfg.OUTPUT_DIR:
         raise UserError("No output folder: pass --output-dir")
+    _check_backbone(cfg.MODEL.BACKBONE.NAME)
+
+
+def _check_backbone(name: str) -> None:
+    """Names load_clip would refuse with an internal error (missing files are its own clear error)."""
+    if name.startswith(RANDOM_PREFIX):
+        arch = name[len(RANDOM_PREFIX):]
+        if arch not in RANDOM_ARCHS:
+            raise UserError(f"MODEL.BACKBONE.NAME {name}: no random CLIP architecture {arch!r}; use one of "
+                            f"{[RANDOM_PREFIX + a for a in sorted(RANDOM_ARCHS)]}")
+        return
+    looks_like_path = name.endswith((".pt", ".pth")) or os.path.isabs(name) or name.startswith(("./", "../", "~"))
+    if not looks_like_path and not os.path.isfile(name) and name not in import_clip().available_models():
+        raise UserError(f"MODEL.BACKBONE.NAME {name!r} is neither an OpenAI CLIP name "
+                        f"{import_clip().available_models()}, a weights file, nor {RANDOM_PREFIX}<arch>")

@@ -44,7 +44,8 @@ from .parent import die_with_parent
 USER_ERRORS = (UserError, WeightsNotFoundError, DatasetError)
 # Operating-system errors that are the user's to fix (permissions, a full disk), not bugs.
 _USER_ERRNOS = {errno.EACCES: "not writable", errno.EPERM: "not writable", errno.EROFS: "on a read-only file system",
-                errno.ENOSPC: "on a full disk", errno.EDQUOT: "over the disk quota"}
+                errno.ENOSPC: "on a full disk", errno.EDQUOT: "over the disk quota",
+                errno.ENOTDIR: "a file stands where a folder should be"}
 
 
 def register_plugins() -> None:
@@ -152,6 +153,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _user_os_error(error: OSError) -> Optional[str]:
+    if isinstance(error, FileNotFoundError) and error.errno is None:
+        return _one_line(error)  # raised by our code with a message naming the fix (the OS's carry an errno)
     what = _USER_ERRNOS.get(error.errno)
     if what is None:
         return None

@@ -121,6 +121,14 @@ class PromptTrainer(TrainerX):
         self.precision.backward(loss)
         self.precision.step([self._optims[n] for n in names if self._optims[n] is not None])
 
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            raise UserError(
+                f"The loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1}: lower OPTIM.LR, "
+                f"or train in PREC fp32/amp/bf16 (now {self.precision.name}); fp16 with adaptive optimizers "
+                "underflows"
+            )
+
     def step_lr_at_epoch_end(self) -> None:
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()

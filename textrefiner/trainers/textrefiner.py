@@ -16,6 +16,7 @@ the trainer is then exactly its host.
 import torch.nn as nn
 import torch.nn.functional as F
 
+from textrefiner.errors import UserError
 from textrefiner.framework import compute_accuracy
 from textrefiner.modeling import TextRefiner
 
@@ -35,6 +36,14 @@ def build_textrefiner(tr_cfg, dim: int, token_dim: int) -> TextRefiner:
     )
 
 
+def check_topk(topk: int, visual: nn.Module) -> None:
+    """k patch tokens are picked per image: at most the encoder's patch count."""
+    patches = (visual.input_resolution // visual.conv1.kernel_size[0]) ** 2
+    if topk > patches:
+        raise UserError(f"TRAINER.TEXTREFINER.TOPK is {topk} but this CLIP's image encoder has {patches} patch "
+                        f"tokens: set TOPK to at most {patches} (the release uses 5)")
+
+
 class TextRefinerMixin:
     """Put before the host trainer in the bases: ``class X_TextRefiner(TextRefinerMixin, X)``."""
 
@@ -48,6 +57,7 @@ class TextRefinerMixin:
             return plugins
         dim = clip_model.text_projection.shape[1]
         token_dim = clip_model.visual.proj.shape[1]
+        check_topk(tr.TOPK, clip_model.visual)
         print(
             f"Building TextRefiner (M={tr.CACHE_SIZE}, momentum={tr.MOMENTUM}, alpha={tr.ALPHA}, k={tr.TOPK}, "
             f"lambda_sem={tr.LAMBDA_SEM}, lambda_reg={tr.LAMBDA_REG}, update={tr.UPDATE_RULE}, "
