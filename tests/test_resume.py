@@ -14,7 +14,8 @@ CONFIGS = {"CoOp_TextRefiner": COOP_TR_YAML, "MaPLe_TextRefiner": MAPLE_TR_YAML}
 # 3 epochs of 5 batches, a checkpoint every epoch, best-val selection (so model-best and the
 # best result must survive the resume too), augmentation on (random crops and flips)
 RUN_OPTS = ["OPTIM.MAX_EPOCH", 3, "TRAIN.CHECKPOINT_FREQ", 1, "TEST.FINAL_MODEL", "best_val",
-            "DATALOADER.TRAIN_X.BATCH_SIZE", 8, "TRAINER.MAPLE.PROMPT_DEPTH", 2, "TRAINER.MAPLE.PREC", "fp32"]
+            "DATALOADER.TRAIN_X.BATCH_SIZE", 4, "DATASET.NUM_SHOTS", 2,
+            "TRAINER.MAPLE.PROMPT_DEPTH", 2, "TRAINER.MAPLE.PREC", "fp32"]
 
 
 class Interrupt(Exception):
