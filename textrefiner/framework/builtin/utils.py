@@ -55,13 +55,14 @@ def _create_new(fpath: str):
 
 def setup_logger(output: str = None) -> None:
     """Tee stdout to ``<output>/log.txt``; when that exists the log is ``log.txt-<timestamp>``
-    (Dassl's name), with ``-2``, ``-3``, ... added if runs start in the same second."""
+    (Dassl's name), with ``-002``, ``-003``, ... added if runs start in the same second (names still
+    sort by age, which ``parse_test_res.py`` relies on)."""
     if output is None:
         return
     fpath = output if output.endswith((".txt", ".log")) else osp.join(output, "log.txt")
     mkdir_if_missing(osp.dirname(fpath))
     stamp = fpath + time.strftime("-%Y-%m-%d-%H-%M-%S")
-    for candidate in [fpath, stamp] + [f"{stamp}-{n}" for n in range(2, 1000)]:
+    for candidate in [fpath, stamp] + [f"{stamp}-{n:03d}" for n in range(2, 1000)]:
         try:
             file = _create_new(candidate)
             break
