@@ -125,6 +125,8 @@ CASES = [
         opts=["TRAINER.COOP.CTX_INIT", "a good photo of a"]), "prompt settings"),
     ("training into another trainer's folder", lambda r, o, t, p: args(r, t["CoOp_TextRefiner"], "CoOp", COOP_YAML),
      "holds the outputs of trainer CoOp_TextRefiner"),
+    ("TextRefiner into a folder of CoOp checkpoints", lambda r, o, t, p: args(r, o),
+     "would overwrite them"),
     ("changed settings on resume", lambda r, o, t, p: args(r, t["CoOp_TextRefiner"], opts=["OPTIM.LR", 0.01]),
      "OPTIM.LR: 0.002 in the checkpoint, 0.01 now"),
     ("locked folder", lambda r, o, t, p: args(r, o), "is being written by process"),
@@ -141,8 +143,16 @@ CASES = [
 ROOT_SETUP = {"label out of range": _label_37, "truncated images": _truncate_two}
 
 
-def _prepare(case, out: Path, tmp_path: Path, monkeypatch) -> None:
-    if case == "locked folder":
+def _prepare(case, out: Path, tmp_path: Path, monkeypatch, trained) -> None:
+    if case == "TextRefiner into a folder of CoOp checkpoints":  # as CoOp or an upstream release saves them
+        import torch
+
+        checkpoint = torch.load(trained["CoOp_TextRefiner"] / "prompt_learner" / "model.pth.tar-1", weights_only=True)
+        checkpoint.pop("textrefiner_run")
+        (out / "prompt_learner").mkdir(parents=True)
+        torch.save(checkpoint, out / "prompt_learner" / "model.pth.tar-1")
+        (out / "prompt_learner" / "checkpoint").write_text("model.pth.tar-1\n")
+    elif case == "locked folder":
         out.mkdir(parents=True)
         (out / "train.lock").write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
     elif case == "output is a file":
@@ -162,7 +172,7 @@ def test_bad_input_gives_one_clear_line(case, build_argv, fragment, data_root, t
     if case in ROOT_SETUP:
         ROOT_SETUP[case](root)
     out = tmp_path / "out"
-    _prepare(case, out, tmp_path, monkeypatch)
+    _prepare(case, out, tmp_path, monkeypatch, trained)
     argv = [str(a) for a in build_argv(str(root), out, trained, tmp_path)]
     out_dir = Path(argv[argv.index("--output-dir") + 1])
     before_root, before_out = fingerprint(root), fingerprint(out_dir, skip_logs=True) if out_dir.is_dir() else {}

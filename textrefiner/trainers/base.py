@@ -206,7 +206,7 @@ class PromptTrainer(TrainerX):
             print("Note that load_model() is skipped as no pretrained model is given")
             return
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
-        foreign_folders(directory, self.get_model_names(), self.cfg.TRAINER.NAME)
+        foreign_folders(directory, self.get_model_names(), self.cfg.TRAINER.NAME, strict=False)
         for name in self.get_model_names():
             path = osp.join(directory, name, model_file)
             if not osp.exists(path):

@@ -144,9 +144,11 @@ def restore_run(trainer, run: Optional[dict], model_best_val: Optional[float]) -
     print(f"Restored the random-number state, scaler and best validation result ({best})")
 
 
-def foreign_folders(directory: str, names: List[str], trainer_name: str) -> None:
-    """Refuse a folder holding checkpoints of models this trainer does not have, or only some of its
-    models without a record that this trainer wrote them (another trainer's or host's output)."""
+def foreign_folders(directory: str, names: List[str], trainer_name: str, strict: bool = True) -> None:
+    """Refuse a folder whose checkpoints another trainer (or host) recorded as its own. ``strict``
+    (training into it): also refuse checkpoints of models this trainer does not have, or of only
+    some of its models without such a record. Otherwise (loading a model): also refuse a folder
+    with all our models plus others, whose loading would silently drop those others."""
     found = checkpoint_folders(directory)
     if not found:
         return
@@ -160,7 +162,12 @@ def foreign_folders(directory: str, names: List[str], trainer_name: str) -> None
                 owners.add(saved_trainer(load_checkpoint(path)))
     owners.discard(None)
     other = sorted(owners - {trainer_name})
-    if other or set(found) - set(names) or (set(found) != set(names) and trainer_name not in owners):
+    extra = set(found) - set(names)
+    if strict:
+        foreign = extra or (set(found) != set(names) and trainer_name not in owners)
+    else:  # folders of upstream releases, named otherwise, are left to load_model's own checks
+        foreign = extra and set(names) <= set(found)
+    if other or foreign:
         written_by = f"trainer {', '.join(other)}" if other else "another trainer"
         raise UserError(
             f"{directory} holds checkpoints of {found} written by {written_by}; {trainer_name} saves {names} "
