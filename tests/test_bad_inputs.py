@@ -200,3 +200,10 @@ def test_debug_shows_the_traceback(data_root, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(a) for a in args(data_root, tmp_path / "out", flags=["--debug"], opts=["TRAINER.COOP.PREC", "fp8"])])
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_eval_only_without_model_dir_is_recorded_as_untrained(data_root, tmp_path):
+    out = tmp_path / "out"
+    main([str(a) for a in args(data_root, out, flags=["--eval-only"])])
+    assert json.loads((out / "result.json").read_text())["untrained"] is True
+    assert "evaluates an untrained CoOp_TextRefiner" in (out / "log.txt").read_text()

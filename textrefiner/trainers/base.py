@@ -45,6 +45,7 @@ class PromptTrainer(TrainerX):
         self._eval_text_features: Optional[torch.Tensor] = None
         self.loaded_from = ("", None)
         self.best_epoch: Optional[int] = None
+        self.untrained = False  # set by train.py for --eval-only without --model-dir
         super().__init__(cfg)
 
     @property
@@ -123,10 +124,11 @@ class PromptTrainer(TrainerX):
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
+            fp16 = "; or use PREC amp or bf16 (fp16 weights without loss scaling overflow)" \
+                if self.precision.name == "fp16" else ""
             raise UserError(
-                f"The loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1}: lower OPTIM.LR, "
-                f"or train in PREC fp32/amp/bf16 (now {self.precision.name}); fp16 with adaptive optimizers "
-                "underflows"
+                f"The loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1}: lower OPTIM.LR "
+                f"(now {self.get_current_lr():.3g}){fp16}"
             )
 
     def step_lr_at_epoch_end(self) -> None:
@@ -168,8 +170,8 @@ class PromptTrainer(TrainerX):
             model_dir=self.loaded_from[0],
             load_epoch=self.loaded_from[1],
         )
-        if getattr(self, "untrained", False):
-            record["untrained"] = True  # --eval-only without --model-dir (train.py says so in the log)
+        if self.untrained:
+            record["untrained"] = True
         return write_result(self.cfg.OUTPUT_DIR, record)
 
     # --------------------------------------------------------------- checkpoints
