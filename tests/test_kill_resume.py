@@ -69,7 +69,7 @@ def test_kill_9_then_rerun_is_bit_identical(data_root, tmp_path, trainer):
     assert (out / "train.lock").exists()  # left behind by the killed process
     assert last in (out / "log.txt").read_text()  # every printed line reached the log
     rerun = run_train_py(train_args(data_root, out, trainer))
-    assert "Removing a stale lock" in rerun.stdout and "will resume training from epoch 1" in rerun.stdout
+    assert "Removing a stale lock" in rerun.stdout and "Resuming after epoch 1" in rerun.stdout
     assert not (out / "train.lock").exists()
     assert_same_outputs(ref, out, ["prompt_learner", "textrefiner"])
 

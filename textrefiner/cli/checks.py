@@ -24,7 +24,9 @@ CHOICES: Dict[str, Sequence] = {
     "TRAINER.TEXTREFINER.UPDATE_RULE": ("release", "paper"),
     "TRAINER.TEXTREFINER.SEMANTIC_SET": ("release", "paper"),
     "DATASET.SUBSAMPLE_CLASSES": ("all", "base", "new"),
-    "TEST.FINAL_MODEL": ("best_val", "last_step"),
+    # Dassl tests the best-val model for "best_val" and the last epoch's for anything else; these
+    # are the names Dassl (last_step) and the MaPLe release (last_epoch) use
+    "TEST.FINAL_MODEL": ("best_val", "last_step", "last_epoch"),
     "TEST.SPLIT": ("val", "test"),
     # Dassl also has radam; the built-in engine refuses it when building the optimizer
     "OPTIM.NAME": ("adam", "amsgrad", "sgd", "rmsprop", "adamw") + (("radam",) if FRAMEWORK == "dassl" else ()),

@@ -187,7 +187,8 @@ def resume(trainer, directory: str) -> int:
         print("No checkpoint found, train from scratch")
         return 0
     epoch, checkpoints = found
-    print(f"Found checkpoint at {directory} (will resume training from epoch {epoch})")
+    print(f"Found checkpoint at {directory} (will resume training)")  # Dassl's line, which tools grep
+    print(f"Resuming after epoch {epoch}")
     run = checkpoints[names[0]].get(RUN_KEY)
     extend = check_settings(run, trainer.cfg, directory) if run is not None else False
     for name in names:

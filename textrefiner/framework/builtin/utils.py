@@ -32,8 +32,9 @@ class Logger:
         self.fpath = fpath
 
     def write(self, msg: str) -> None:
-        self.console.write(msg)
+        # the file first: a line anyone has seen on the console is already in the log
         self.file.write(msg)
+        self.console.write(msg)
 
     def flush(self) -> None:
         self.console.flush()
