@@ -268,7 +268,8 @@ def test_cache_survives_save_load_and_resume(data_root, tmp_path):
     assert torch.equal(*logits)
 
     # the same folder with a longer schedule resumes after epoch 1
-    resumed = build(maple_cfg(data_root, tmp_path / "a", opts=["OPTIM.MAX_EPOCH", 2, "TEST.NO_TEST", True]))
+    resumed = build(maple_cfg(data_root, tmp_path / "a", opts=["OPTIM.MAX_EPOCH", 2, "TEST.NO_TEST", True,
+                                                               "TRAIN.EXTEND_EPOCHS", True]))
     seen = {}
     run_epoch = resumed.run_epoch
     resumed.run_epoch = lambda: (seen.setdefault("entries", resumed.refiner.cache.entries.clone()), run_epoch())

@@ -131,4 +131,4 @@ def test_a_cocoop_yaml_fails_in_one_line_naming_the_fix(tmp_path, capsys):
         train_py(["--config-file", str(config), "--trainer", "CoOp", "--output-dir", str(tmp_path / "out")])
     assert exit_info.value.code == 1
     out = capsys.readouterr().out
-    assert "Non-existent config key: TRAINER.COCOOP" in out and "configs/trainers/<Trainer>/" in out
+    assert "Unknown config key TRAINER.COCOOP" in out and "configs/trainers/<Trainer>/" in out

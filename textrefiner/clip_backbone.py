@@ -23,6 +23,8 @@ from typing import Dict
 
 import torch
 
+from .errors import UserError
+
 RANDOM_PREFIX = "random:"
 RANDOM_INIT_SEED = 0
 
@@ -195,7 +197,13 @@ def load_clip(name: str, path: str = "") -> torch.nn.Module:
     with warnings.catch_warnings():
         # clip.load first tries torch.jit.load (OpenAI's files are TorchScript archives)
         warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
-        model, _ = clip.load(model_file, device="cpu", jit=False)
+        try:
+            model, _ = clip.load(model_file, device="cpu", jit=False)
+        except Exception as e:  # clip.load's errors on other files are internal (IndexError, KeyError, ...)
+            raise UserError(
+                f"{model_file} is not a CLIP checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:120]}): "
+                f"put OpenAI's {name if name in clip.available_models() else 'CLIP'} weights file there"
+            ) from e
     if not hasattr(model.visual, "proj") or model.visual.proj is None:
         raise ValueError(f"{name}: TextRefiner needs a ViT image encoder (local tokens); ResNet CLIPs are not supported")
     return model.float().eval()

@@ -26,6 +26,12 @@ def add_data_config(cfg: CN) -> None:
     cfg.DATASET.FEWSHOT_WITH_REPLACEMENT = False
 
 
+def add_run_config(cfg: CN) -> None:
+    # Resuming with a larger OPTIM.MAX_EPOCH is refused unless this is True; then the learning-rate
+    # schedule is re-planned for the new length from the resumed epoch on (earlier epochs keep theirs)
+    cfg.TRAIN.EXTEND_EPOCHS = False
+
+
 def add_backbone_config(cfg: CN) -> None:
     # Local CLIP weights file for an OpenAI MODEL.BACKBONE.NAME (default: ~/.cache/clip/<file>)
     cfg.MODEL.BACKBONE.PATH = ""
@@ -172,7 +178,7 @@ def add_refiner_config(cfg: CN) -> None:
 
 #: what each part of the project adds, in order; a new host appends its own function here
 CONFIG_PARTS = (
-    add_data_config, add_backbone_config, add_coop_config, add_maple_config, add_promptkd_config, add_refiner_config,
+    add_data_config, add_run_config, add_backbone_config, add_coop_config, add_maple_config, add_promptkd_config, add_refiner_config,
     add_ivlp_config, add_promptsrc_config,
 )
 
@@ -184,6 +190,7 @@ def project_keys() -> CN:
     cfg.MODEL = CN()
     cfg.MODEL.BACKBONE = CN()
     cfg.TRAINER = CN()
+    cfg.TRAIN = CN()
     for add in CONFIG_PARTS:
         add(cfg)
     return cfg

@@ -7,12 +7,21 @@
 
 Config precedence (as CoOp): Dassl defaults + project keys < dataset YAML < trainer
 YAML < command-line flags < trailing ``KEY VALUE`` pairs.
+
+A mistake in the input (a config typo, a bad value, a folder of another run, a bad
+image) stops with one ``Error:`` line naming the fix and exit status 1, before
+anything is written where possible; ``--debug`` or ``TEXTREFINER_DEBUG=1`` adds the
+traceback. Any other exception is a bug: its traceback also goes into ``log.txt``.
+Only one run at a time writes into an output folder (``train.lock``).
 """
 import argparse
+import errno
 import importlib
 import os
 import platform
+import signal
 import sys
+import traceback
 import warnings
 from typing import List, Optional
 
@@ -23,16 +32,23 @@ from textrefiner.checkpoints import UpstreamCheckpointError
 from textrefiner.clip_backbone import WeightsNotFoundError
 from textrefiner.config import ConfigError, get_cfg
 from textrefiner.data.errors import DatasetError
-from textrefiner.framework import FRAMEWORK, build_trainer, set_random_seed, setup_logger
+from textrefiner.errors import UserError
+from textrefiner.framework import (
+    FRAMEWORK, build_trainer, log_only, logging_to_file, set_random_seed, setup_logger, teardown_logger,
+)
 
+from .checks import check_args, check_cfg_values, merge_config
+from .output_guard import OutputLock, refuse_foreign_outputs
+from .parent import die_with_parent
 
-
-class ConfigKeyError(ValueError):
-    """A config file or override names a key this project does not define."""
 
 
 # Errors whose message already says what to do: printed as one line, no traceback.
-USER_ERRORS = (WeightsNotFoundError, DatasetError, ConfigError, ConfigKeyError, UpstreamCheckpointError)
+USER_ERRORS = (UserError, WeightsNotFoundError, DatasetError, ConfigError, UpstreamCheckpointError)
+# Operating-system errors that are the user's to fix (permissions, a full disk), not bugs.
+_USER_ERRNOS = {errno.EACCES: "not writable", errno.EPERM: "not writable", errno.EROFS: "on a read-only file system",
+                errno.ENOSPC: "on a full disk", errno.EDQUOT: "over the disk quota",
+                errno.ENOTDIR: "a file stands where a folder should be"}
 
 
 def register_plugins() -> None:
@@ -58,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an input error (or TEXTREFINER_DEBUG=1)")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return p
 
@@ -85,30 +102,15 @@ def reset_cfg(cfg, args) -> None:
         cfg.MODEL.HEAD.NAME = args.head
 
 
-def _unknown_key(source: str, error: KeyError) -> ConfigKeyError:
-    hosts = ", ".join(f"TRAINER.{k}" for k in sorted(get_cfg().TRAINER) if k != "NAME")
-    return ConfigKeyError(
-        f"{source}: {error.args[0]}. This project defines Dassl's keys and its own (textrefiner/config.py; "
-        f"trainer sections: {hosts}); a YAML written for another method (e.g. CoCoOp's TRAINER.COCOOP) needs its "
-        f"trainer: use a config of configs/trainers/<Trainer>/ for a trainer this project has"
-    )
-
-
 def setup_cfg(args):
     cfg = get_cfg()
     for path in (args.dataset_config_file, args.config_file):
         if path:
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"Config file {path} not found (configs/ has the shipped ones)")
-            try:
-                cfg.merge_from_file(path)
-            except KeyError as e:
-                raise _unknown_key(path, e) from None
+                raise UserError(f"Config file {path} not found (configs/ has the shipped ones)")
+            merge_config(cfg, path=path)
     reset_cfg(cfg, args)
-    try:
-        cfg.merge_from_list(args.opts)
-    except KeyError as e:
-        raise _unknown_key("KEY VALUE overrides", e) from None
+    merge_config(cfg, opts=args.opts)
     cfg.freeze()
     return cfg
 
@@ -149,18 +151,68 @@ def _show_warning_on_stdout(message, category, filename, lineno, file=None, line
     print(f"Warning: {category.__name__}: {message}", flush=True)
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _user_os_error(error: OSError) -> Optional[str]:
+    if isinstance(error, FileNotFoundError) and error.errno is None:
+        return _one_line(error)  # raised by our code with a message naming the fix (the OS's carry an errno)
+    what = _USER_ERRNOS.get(error.errno)
+    if what is None:
+        return None
+    where = error.filename or "the output folder"
+    return f"Cannot write {where}: {what} ({error.strerror}). Free space or fix the permissions, or use another --output-dir"
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (the sweep stopping, a scheduler's preemption): unwind so the lock goes and the log says so."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("TEXTREFINER_DEBUG", "") not in ("", "0")
+    die_with_parent()
+    previous, showwarning = signal.signal(signal.SIGTERM, _terminate), warnings.showwarning
+    held: List[OutputLock] = []
     try:
-        run(args)
-    except USER_ERRORS as e:
-        print(f"Error: {e}", flush=True)  # into log.txt too, once the logger is set up
+        run(args, held)
+    except (*USER_ERRORS, OSError) as e:
+        message = _one_line(e) if isinstance(e, USER_ERRORS) else _user_os_error(e)
+        if message is None:
+            log_only(traceback.format_exc())
+            raise
+        if debug:
+            traceback.print_exc()
+        # into log.txt once the logger is set up; before that (bad flags or config) to stderr
+        print(f"Error: {message}", file=sys.stdout if logging_to_file() else sys.stderr, flush=True)
         raise SystemExit(1) from None
+    except SystemExit as e:
+        if e.code not in (0, None):
+            print(f"Stopped (exit status {e.code})", flush=True)
+        raise
+    except BaseException:
+        log_only(traceback.format_exc())  # the console shows it as Python exits
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = showwarning
+        for lock in held:
+            lock.release()
+        teardown_logger()
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, held: Optional[List[OutputLock]] = None) -> None:
+    """Check the input, take the output folder (its lock is appended to ``held``), train and/or evaluate."""
     register_plugins()
+    check_args(args)
     cfg = setup_cfg(args)
+    check_cfg_values(cfg)
+    refuse_foreign_outputs(cfg.OUTPUT_DIR, cfg.TRAINER.NAME)
+    lock = OutputLock(cfg.OUTPUT_DIR).acquire()
+    if held is not None:
+        held.append(lock)
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
@@ -173,6 +225,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"** System info **\n{env_info()}\n")
     trainer = build_trainer(cfg)
     if args.eval_only:
+        if not args.model_dir and trainer.get_model_names():
+            print(f"Warning: --eval-only without --model-dir evaluates an untrained {cfg.TRAINER.NAME} (its "
+                  "learnable parts at their initial values); result.json records \"untrained\": true")
+            trainer.untrained = True
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
         return

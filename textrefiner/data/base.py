@@ -49,10 +49,11 @@ class SplitDataset(DatasetBase):
         self.dataset_dir = cls.folder(root)
         self.image_dir = cls.image_folder(root)
         train, val, test = self._subsets(cfg, root, cls.load_records(root))
-        # Few-shot sets are small (K per class): open every image of them, so that a bad file
-        # stops the run here rather than at its first batch (Dassl would retry it for ever).
+        # Decode every image a run will read to its end (the few-shot sets and the test set; a
+        # full training set only one per class), so that a bad file stops the run here, all
+        # listed, rather than in the final test after the whole training.
         few_shot = cfg.DATASET.NUM_SHOTS >= 1 and train is not None
-        cls.require_readable(root, train, val, test, every_image=(train, val) if few_shot else ())
+        cls.require_readable(root, train, val, test, every_image=(train, val, test) if few_shot else (test,))
         test_items = to_items(test, self.image_dir)
         train_items = test_items if train is None else to_items(train, self.image_dir)
         if cls.test_only:
@@ -168,13 +169,13 @@ class SplitDataset(DatasetBase):
     def require_readable(
         cls, root: str, *splits: Optional[Sequence[Record]], every_image: Sequence[Optional[Sequence[Record]]] = ()
     ) -> None:
-        """Open the first image of every class in every split, and every image of the splits also
-        passed in ``every_image`` (a cheap guard; the doctor reads more)."""
+        """Decode the first image of every class in every split, and every image of the splits also
+        passed in ``every_image``."""
         image_dir = cls.image_folder(root)
         whole = [split for split in every_image if split]
         chosen = [split if any(split is w for w in whole) else first_per_class(split) for split in splits if split]
         paths = list(dict.fromkeys(osp.join(image_dir, path) for split in chosen for path, _, _ in split))
-        bad = unreadable_images(paths)
+        bad = unreadable_images(paths, decode=True)
         if bad:
             raise cls.unreadable_error(root, bad)
 
@@ -226,10 +227,15 @@ class SplitDataset(DatasetBase):
     @classmethod
     def unreadable_error(cls, root: str, bad: List[Tuple[str, str]]) -> DatasetError:
         path, reason = bad[0]
-        more = f"; {len(bad) - 1} more unreadable" if len(bad) > 1 else ""
+        if len(bad) == 1:
+            return cls.error(
+                root, f"unreadable image ({reason})", path,
+                "replace it with the file from the dataset's archive (extract the archive again)",
+            )
+        listed = ", ".join(f"{p} ({r})" for p, r in bad)
         return cls.error(
-            root, f"unreadable image ({reason}{more})", path,
-            "replace it with the file from the dataset's archive (extract the archive again)",
+            root, f"{len(bad)} unreadable images", listed,
+            "replace them with the files from the dataset's archive (extract the archive again)",
         )
 
 

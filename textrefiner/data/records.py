@@ -11,6 +11,7 @@ import math
 import os
 import os.path as osp
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
@@ -37,6 +38,13 @@ def parse_split(content) -> Splits:
     for key in ("train", "test"):
         if not splits[key]:
             raise ValueError(f"its {key!r} list is empty")
+    # Dassl counts classes as max(label) + 1: a stray label would add phantom classes
+    stray = sorted(set(names) - set(range(len(names))))
+    if stray:
+        raise ValueError(
+            f"its {len(names)} classes must have labels 0..{len(names) - 1}, but labels {stray[:10]} "
+            f"({', '.join(repr(names[y]) for y in stray[:3])}) are outside that range"
+        )
     return splits
 
 
@@ -130,14 +138,22 @@ def find_missing(image_dir: str, relpaths: Sequence[str]) -> List[str]:
     return missing
 
 
+def _problem(path: str, decode: bool) -> Optional[str]:
+    try:
+        with Image.open(path) as img:
+            if decode:
+                img.load()  # a truncated file opens fine and only fails here
+    except (OSError, SyntaxError, ValueError) as e:
+        return str(e) or type(e).__name__
+    return None
+
+
 def unreadable_images(paths: Sequence[str], decode: bool = False) -> List[Tuple[str, str]]:
-    """``(path, reason)`` for each image PIL cannot open (``decode``: nor fully decode)."""
-    bad = []
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                if decode:
-                    img.load()  # a truncated file opens fine and only fails here
-        except (OSError, SyntaxError, ValueError) as e:
-            bad.append((path, str(e) or type(e).__name__))
-    return bad
+    """``(path, reason)`` for each image PIL cannot open (``decode``: nor fully decode), in order.
+    Decoding runs in threads (PIL releases the GIL while it decodes)."""
+    if not decode or len(paths) < 64:
+        problems = [_problem(path, decode) for path in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            problems = list(pool.map(lambda p: _problem(p, decode), paths, chunksize=32))
+    return [(path, problem) for path, problem in zip(paths, problems) if problem is not None]

@@ -60,6 +60,7 @@ globals().update({name: getattr(_impl, name) for name in __all__ if name != "FRA
 del _impl
 
 from .registration import register_if_free  # noqa: E402
+from .builtin.utils import log_only, logging_to_file, teardown_logger  # noqa: E402  (go with setup_logger, on both frameworks)
 
 
 def register_trainer(cls):
@@ -72,4 +73,4 @@ def register_dataset(cls):
     return register_if_free(DATASET_REGISTRY, cls)  # noqa: F821
 
 
-__all__ += ["register_trainer", "register_dataset", "register_if_free"]
+__all__ += ["register_trainer", "register_dataset", "register_if_free", "log_only", "logging_to_file", "teardown_logger"]

@@ -9,6 +9,9 @@
    optimizer included; after a resume the successor steps that unpickled copy, so
    the real learning rate stays frozen at its saved value. We save the successor's
    own state_dict instead (and still read checkpoints written the old way).
+4. Dassl's ``setup_logger`` buffers ``log.txt`` (a killed run loses its last lines) and
+   names rotated logs by the second (two runs started together overwrite one log);
+   the built-in engine's line-buffered logger is used instead.
 """
 import inspect
 
@@ -28,10 +31,11 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import (
     AverageMeter, MetricMeter, Registry, check_isfile, collect_env_info, count_num_param, listdir_nohidden,
-    mkdir_if_missing, read_image, read_json, set_random_seed, setup_logger, write_json,
+    mkdir_if_missing, read_image, read_json, set_random_seed, write_json,
 )
 from torch.optim.lr_scheduler import _LRScheduler
 
+from .builtin.utils import setup_logger  # noqa: F401  (see 4. above)
 from .checkpoint import load_checkpoint, save_checkpoint
 
 resume_from_checkpoint = _dassl_torchtools.resume_from_checkpoint

@@ -5,7 +5,9 @@ saved as ``<dir>/<model name>/model.pth.tar-<epoch>`` (or ``model-best.pth.tar``
 with a ``checkpoint`` text file naming the latest one, exactly as Dassl writes them,
 so Dassl's own ``resume_from_checkpoint`` reads ours and vice versa. Files are first
 written to a temporary name in the same folder and then renamed, so a crash never
-leaves a truncated checkpoint behind.
+leaves a truncated checkpoint behind. With several registered models, every model's
+file is written before any ``checkpoint`` pointer moves, so a crash leaves at most
+the pointers out of step (``checkpoint_set`` detects that and rolls back).
 """
 import os
 import os.path as osp
@@ -19,7 +21,8 @@ import torch
 import torch.nn as nn
 
 __all__ = [
-    "atomic_save", "save_checkpoint", "save_registered_models", "load_checkpoint", "resume_from_checkpoint", "load_pretrained_weights",
+    "atomic_save", "save_checkpoint", "save_registered_models", "write_pointer_file", "load_checkpoint",
+    "resume_from_checkpoint", "load_pretrained_weights",
 ]
 
 
@@ -60,8 +63,10 @@ def save_checkpoint(
     is_best: bool = False,
     remove_module_from_keys: bool = True,
     model_name: str = "",
+    write_pointer: bool = True,
 ) -> str:
-    """Save ``state`` under ``save_dir`` (Dassl's signature); returns the file path."""
+    """Save ``state`` under ``save_dir`` (Dassl's signature); returns the file path.
+    ``write_pointer=False`` leaves the ``checkpoint`` file for ``write_pointer_file``."""
     if remove_module_from_keys:
         state["state_dict"] = OrderedDict(
             (k[7:] if k.startswith("module.") else k, v) for k, v in state["state_dict"].items()
@@ -69,7 +74,8 @@ def save_checkpoint(
     fpath = osp.join(save_dir, model_name or f"model.pth.tar-{state['epoch']}")
     _atomic_write(lambda p: torch.save(state, p), fpath)
     print(f"Checkpoint saved to {fpath}")
-    _atomic_write(_write_text(osp.basename(fpath) + "\n"), osp.join(save_dir, "checkpoint"))
+    if write_pointer:
+        write_pointer_file(fpath)
     if is_best:
         best = osp.join(save_dir, "model-best.pth.tar")
         _atomic_write(lambda p: torch.save(state, p), best)
@@ -77,24 +83,32 @@ def save_checkpoint(
     return fpath
 
 
+def write_pointer_file(fpath: str) -> None:
+    """Point the folder's ``checkpoint`` file at ``fpath`` (what a resume loads)."""
+    _atomic_write(_write_text(osp.basename(fpath) + "\n"), osp.join(osp.dirname(fpath), "checkpoint"))
+
+
 def save_registered_models(
-    trainer, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = ""
+    trainer, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = "",
+    extra: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """Dassl's ``TrainerBase.save_model``: one checkpoint per registered model, under ``<directory>/<name>``."""
+    """Dassl's ``TrainerBase.save_model``: one checkpoint per registered model, under
+    ``<directory>/<name>``; ``extra`` entries are added to every model's checkpoint."""
+    paths = []
     for name in trainer.get_model_names():
         optim, sched = trainer._optims[name], trainer._scheds[name]
-        save_checkpoint(
-            {
-                "state_dict": trainer._models[name].state_dict(),
-                "epoch": epoch + 1,
-                "optimizer": optim.state_dict() if optim is not None else None,
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "val_result": val_result,
-            },
-            osp.join(directory, name),
-            is_best=is_best,
-            model_name=model_name,
-        )
+        state = {
+            "state_dict": trainer._models[name].state_dict(),
+            "epoch": epoch + 1,
+            "optimizer": optim.state_dict() if optim is not None else None,
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "val_result": val_result,
+            **(extra or {}),
+        }
+        paths.append(save_checkpoint(state, osp.join(directory, name), is_best, model_name=model_name,
+                                     write_pointer=False))
+    for path in paths:
+        write_pointer_file(path)
 
 
 def load_checkpoint(fpath: str) -> Dict[str, Any]:

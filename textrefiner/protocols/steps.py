@@ -14,6 +14,7 @@ The launchers in ``scripts/<host>/`` run one step; the sweep runs jobs made of s
   checkpoints, no result.json) is used as it is (``results/upstream.py``).
 """
 
+import os
 import os.path as osp
 import re
 import shlex
@@ -218,5 +219,6 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
         write_settings(step.output_dir, step.expected)
     except OSError:
         pass  # the folder cannot be made: train.py fails on it with its own message
-    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None,
-                          env=child_env(env)).returncode
+    # the child exits when this process does (textrefiner/cli/parent.py): no orphan writers
+    env = {**child_env(env), "TEXTREFINER_PARENT_PID": str(os.getpid())}
+    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode

@@ -6,9 +6,12 @@
 * evaluation computes the classifier's text features once per evaluation, under
   ``torch.inference_mode``, and the final evaluation writes ``result.json``;
 * checkpoints are written atomically in Dassl's format; loading ignores the
-  fixed prompt-token buffers older CoOp-family checkpoints carry, and ``--model-dir`` /
+  fixed prompt-token buffers older CoOp-family checkpoints carry, and refuses a
+  checkpoint of another trainer or with other prompt shapes, naming both; ``--model-dir`` /
   ``MODEL.INIT_WEIGHTS`` also take the TextRefiner and MaPLe releases' checkpoints
-  (``textrefiner.checkpoints``).
+  (``textrefiner.checkpoints``);
+* resume is exact (``resume.py``): checkpoints also carry the random-number state,
+  the best validation result and the scaler, and settings changed since are refused.
 """
 import os
 import os.path as osp
@@ -21,6 +24,7 @@ import torch.nn as nn
 from textrefiner.checkpoints import init_from_release, load_release_model_dir
 from textrefiner.clip_backbone import load_clip
 from textrefiner.config import check_project_keys
+from textrefiner.errors import UserError
 from textrefiner.framework import (
     FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint, load_pretrained_weights,
 )
@@ -28,6 +32,8 @@ from textrefiner.framework.checkpoint import save_registered_models
 from textrefiner.modeling import HardLabels
 from textrefiner.precision import PRECISIONS, Precision
 from textrefiner.results import build_record, write_result
+
+from .resume import foreign_folders, resume, run_entry
 
 # Buffers CoOp-family releases saved although they are derived from class names.
 _FIXED_PROMPT_KEYS = ("token_prefix", "token_suffix", "tokenized_prompts")
@@ -47,6 +53,8 @@ class PromptTrainer(TrainerX):
         self._started = time.time()
         self._eval_text_features: Optional[torch.Tensor] = None
         self.loaded_from = ("", None)
+        self.best_epoch: Optional[int] = None
+        self.untrained = False  # set by train.py for --eval-only without --model-dir
         super().__init__(cfg)
 
     @property
@@ -152,6 +160,15 @@ class PromptTrainer(TrainerX):
         self.precision.backward(loss)
         self.precision.step([self._optims[n] for n in names if self._optims[n] is not None])
 
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            fp16 = "; or use PREC amp or bf16 (fp16 weights without loss scaling overflow)" \
+                if self.precision.name == "fp16" else ""
+            raise UserError(
+                f"The loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1}: lower OPTIM.LR "
+                f"(now {self.get_current_lr():.3g}){fp16}"
+            )
+
     def step_lr_at_epoch_end(self) -> None:
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
@@ -191,11 +208,37 @@ class PromptTrainer(TrainerX):
             model_dir=self.loaded_from[0],
             load_epoch=self.loaded_from[1],
         )
+        if self.untrained:
+            record["untrained"] = True
         return write_result(self.cfg.OUTPUT_DIR, record)
 
     # --------------------------------------------------------------- checkpoints
     def save_model(self, epoch: int, directory: str, is_best: bool = False, val_result=None, model_name: str = ""):
-        save_registered_models(self, epoch, directory, is_best, val_result, model_name)
+        if model_name == "model-best.pth.tar":
+            self.best_epoch = epoch + 1
+        save_registered_models(self, epoch, directory, is_best, val_result, model_name, extra=run_entry(self))
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        return resume(self, directory)
+
+    def load_module_state(self, name: str, state_dict: Dict[str, torch.Tensor], source: str) -> None:
+        """Load one registered module, strictly; a mismatch is an error naming both shapes."""
+        state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in _FIXED_PROMPT_KEYS}
+        own = self._models[name].state_dict()
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        shapes = [f"{k}: {tuple(state_dict[k].shape)} there, {tuple(own[k].shape)} here"
+                  for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+        if missing or unexpected or shapes:
+            problems = "; ".join(filter(None, [
+                f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+                ", ".join(shapes)]))
+            raise UserError(
+                f"The {name} checkpoint in {source} does not fit {self.cfg.TRAINER.NAME} with these settings "
+                f"({problems}): pass the trainer and prompt settings (N_CTX, CTX_INIT, CSC, PROMPT_DEPTH, ...) "
+                "that trained it"
+            )
+        self._models[name].load_state_dict(state_dict)
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) for every registered model."""
@@ -206,6 +249,7 @@ class PromptTrainer(TrainerX):
             self.loaded_from = (directory, epoch)
             return
         model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+        foreign_folders(directory, self.get_model_names(), self.cfg.TRAINER.NAME, strict=False)
         for name in self.get_model_names():
             path = osp.join(directory, name, model_file)
             if not osp.exists(path):
@@ -217,9 +261,6 @@ class PromptTrainer(TrainerX):
                     "(or none for model-best.pth.tar)."
                 )
             checkpoint = load_checkpoint(path)
-            state_dict = {
-                k: v for k, v in checkpoint["state_dict"].items() if k.rsplit(".", 1)[-1] not in _FIXED_PROMPT_KEYS
-            }
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
-            self._models[name].load_state_dict(state_dict)
+            self.load_module_state(name, checkpoint["state_dict"], path)
         self.loaded_from = (directory, epoch)

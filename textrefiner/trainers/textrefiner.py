@@ -21,6 +21,7 @@ computed once per evaluation from the frozen cache and no local tokens are compu
 """
 import torch.nn as nn
 
+from textrefiner.errors import UserError
 from textrefiner.modeling import TextRefiner
 
 
@@ -39,6 +40,14 @@ def build_textrefiner(tr_cfg, dim: int, token_dim: int) -> TextRefiner:
     )
 
 
+def check_topk(topk: int, visual: nn.Module) -> None:
+    """k patch tokens are picked per image: at most the encoder's patch count."""
+    patches = (visual.input_resolution // visual.conv1.kernel_size[0]) ** 2
+    if topk > patches:
+        raise UserError(f"TRAINER.TEXTREFINER.TOPK is {topk} but this CLIP's image encoder has {patches} patch "
+                        f"tokens: set TOPK to at most {patches} (the release uses 5)")
+
+
 class TextRefinerMixin:
     """Put before the host trainer in the bases: ``class X_TextRefiner(TextRefinerMixin, X)``."""
 
@@ -51,6 +60,7 @@ class TextRefinerMixin:
             print("TRAINER.TEXTREFINER.ENABLED is False: training the plain host")
             return plugins
         dim, token_dim = self.model.text_dim, self.model.token_dim
+        check_topk(tr.TOPK, clip_model.visual)
         print(
             f"Building TextRefiner (M={tr.CACHE_SIZE}, momentum={tr.MOMENTUM}, alpha={tr.ALPHA}, k={tr.TOPK}, "
             f"lambda_sem={tr.LAMBDA_SEM}, lambda_reg={tr.LAMBDA_REG}, update={tr.UPDATE_RULE}, "

@@ -15,24 +15,26 @@ import torch
 from PIL import Image
 
 __all__ = [
-    "Logger", "setup_logger", "mkdir_if_missing", "check_isfile", "read_json", "write_json",
+    "Logger", "setup_logger", "teardown_logger", "log_only", "logging_to_file", "mkdir_if_missing", "check_isfile", "read_json", "write_json",
     "set_random_seed", "read_image", "collect_env_info", "listdir_nohidden", "tolist_if_not",
     "check_availability", "count_num_param", "AverageMeter", "MetricMeter",
 ]
 
 
 class Logger:
-    """Tee: everything written to stdout also goes to a log file (flushed on every flush())."""
+    """Tee: everything written to stdout also goes to a log file, line by line (a run killed at any
+    moment keeps every line it printed), synced to disk on every flush()."""
 
-    def __init__(self, fpath: str):
+    def __init__(self, fpath: str, file=None):
         self.console = sys.stdout
         mkdir_if_missing(osp.dirname(fpath))
-        self.file = open(fpath, "w")
+        self.file = file if file is not None else open(fpath, "w", buffering=1)
         self.fpath = fpath
 
     def write(self, msg: str) -> None:
-        self.console.write(msg)
+        # the file first: a line anyone has seen on the console is already in the log
         self.file.write(msg)
+        self.console.write(msg)
 
     def flush(self) -> None:
         self.console.flush()
@@ -47,17 +49,48 @@ class Logger:
             self.file.close()
 
 
+def _create_new(fpath: str):
+    """Open ``fpath`` for writing only if no file has that name (atomic: two runs never share one)."""
+    return open(fpath, "x", buffering=1)
+
+
 def setup_logger(output: str = None) -> None:
-    """Tee stdout to ``<output>/log.txt``; an existing log gets a ``-<timestamp>`` sibling."""
+    """Tee stdout to ``<output>/log.txt``; when that exists the log is ``log.txt-<timestamp>``
+    (Dassl's name), with ``-002``, ``-003``, ... added if runs start in the same second (names still
+    sort by age, which ``parse_test_res.py`` relies on)."""
     if output is None:
         return
     fpath = output if output.endswith((".txt", ".log")) else osp.join(output, "log.txt")
-    if osp.exists(fpath):
-        fpath += time.strftime("-%Y-%m-%d-%H-%M-%S")
+    mkdir_if_missing(osp.dirname(fpath))
+    stamp = fpath + time.strftime("-%Y-%m-%d-%H-%M-%S")
+    for candidate in [fpath, stamp] + [f"{stamp}-{n:03d}" for n in range(2, 1000)]:
+        try:
+            file = _create_new(candidate)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"Too many logs named {stamp}-*; clean up {osp.dirname(fpath)}")
+    teardown_logger()
+    sys.stdout = Logger(candidate, file)
+
+
+def teardown_logger() -> None:
+    """Close the log file set up by ``setup_logger`` and write to the console alone again."""
     if isinstance(sys.stdout, Logger):
         sys.stdout.close()
         sys.stdout = sys.stdout.console
-    sys.stdout = Logger(fpath)
+
+
+def logging_to_file() -> bool:
+    return isinstance(sys.stdout, Logger)
+
+
+def log_only(text: str) -> None:
+    """Write ``text`` to the log file but not the console (a traceback the console already shows)."""
+    if isinstance(sys.stdout, Logger) and not sys.stdout.file.closed:
+        sys.stdout.file.write(text)
+        sys.stdout.file.flush()
 
 
 def mkdir_if_missing(dirname: str) -> None:

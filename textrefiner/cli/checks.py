@@ -1,0 +1,173 @@
+"""Input checks train.py runs before it writes anything: each failure is one ``UserError`` line.
+
+Config files and ``KEY VALUE`` pairs are merged with yacs's own rules; its errors
+(an unknown key, a value of the wrong type, an odd number of overrides) become one
+line with the closest valid key. Then every value with a fixed set of choices or a
+range is checked, so a typo stops the run at once instead of as an internal error
+deep in torch (or not at all).
+"""
+import difflib
+import math
+import os
+from typing import Dict, List, Sequence
+
+from textrefiner.clip_backbone import RANDOM_ARCHS, RANDOM_PREFIX, import_clip
+from textrefiner.errors import UserError
+from textrefiner.framework import DATASET_REGISTRY, FRAMEWORK, TRAINER_REGISTRY
+from textrefiner.precision import PRECISIONS
+
+#: key -> the values it accepts
+CHOICES: Dict[str, Sequence] = {
+    "TRAINER.COOP.PREC": PRECISIONS,
+    "TRAINER.MAPLE.PREC": PRECISIONS,
+    "TRAINER.COOP.CLASS_TOKEN_POSITION": ("end", "middle", "front"),
+    "TRAINER.TEXTREFINER.UPDATE_RULE": ("release", "paper"),
+    "TRAINER.TEXTREFINER.SEMANTIC_SET": ("release", "paper"),
+    "DATASET.SUBSAMPLE_CLASSES": ("all", "base", "new"),
+    # Dassl tests the best-val model for "best_val" and the last epoch's for anything else; these
+    # are the names Dassl (last_step) and the MaPLe release (last_epoch) use
+    "TEST.FINAL_MODEL": ("best_val", "last_step", "last_epoch"),
+    "TEST.SPLIT": ("val", "test"),
+    # Dassl also has radam; the built-in engine refuses it when building the optimizer
+    "OPTIM.NAME": ("adam", "amsgrad", "sgd", "rmsprop", "adamw") + (("radam",) if FRAMEWORK == "dassl" else ()),
+    "OPTIM.LR_SCHEDULER": ("single_step", "multi_step", "cosine"),
+    "OPTIM.WARMUP_TYPE": ("constant", "linear"),
+    "INPUT.INTERPOLATION": ("bilinear", "bicubic", "nearest"),
+}
+#: key -> (smallest allowed value, what the value means)
+MINIMUMS: Dict[str, tuple] = {
+    "TRAINER.TEXTREFINER.CACHE_SIZE": (1, "local-cache entries M"),
+    "TRAINER.TEXTREFINER.TOPK": (1, "patch tokens k in the semantic loss"),
+    "TRAINER.MAPLE.N_CTX": (1, "context tokens per prompted layer"),
+    "TRAINER.MAPLE.PROMPT_DEPTH": (1, "prompted layers J"),
+    "TRAINER.COOP.TEXT_CHUNK_SIZE": (0, "classes per text chunk (0 = all)"),
+    "TRAINER.MAPLE.TEXT_CHUNK_SIZE": (0, "classes per text chunk (0 = all)"),
+    "OPTIM.MAX_EPOCH": (1, "epochs"),
+    "DATALOADER.TRAIN_X.BATCH_SIZE": (1, "training images per batch"),
+    "DATALOADER.TEST.BATCH_SIZE": (1, "evaluation images per batch"),
+    "DATALOADER.NUM_WORKERS": (0, "data-loading processes"),
+    "TRAIN.PRINT_FREQ": (1, "batches between progress lines"),
+}
+#: key -> the closed range of a fraction or weight
+RANGES: Dict[str, tuple] = {
+    "TRAINER.TEXTREFINER.MOMENTUM": (0.0, 1.0),
+    "TRAINER.TEXTREFINER.ALPHA": (0.0, math.inf),
+    "TRAINER.TEXTREFINER.LAMBDA_SEM": (0.0, math.inf),
+    "TRAINER.TEXTREFINER.LAMBDA_REG": (0.0, math.inf),
+    "OPTIM.LR": (1e-12, math.inf),
+}
+
+
+def _all_keys(node, prefix: str = "") -> List[str]:
+    keys = []
+    for key, value in node.items():
+        keys += _all_keys(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"]
+    return keys
+
+
+def _closest(name: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _foreign_trainer_hint(key: str, cfg) -> str:
+    """For a whole trainer section this project lacks (a YAML of another method, e.g. CoCoOp's
+    TRAINER.COCOOP): what sections exist and where this project's configs are."""
+    parts = key.split(".")
+    if len(parts) < 2 or parts[0] != "TRAINER" or parts[1] in cfg.TRAINER:
+        return ""
+    sections = ", ".join(f"TRAINER.{k}" for k in sorted(cfg.TRAINER) if k != "NAME")
+    return (f"; TRAINER.{parts[1]} belongs to a method this project does not have (its trainer sections: "
+            f"{sections}): use a config of configs/trainers/<Trainer>/ for one of its trainers")
+
+
+def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
+    """``cfg.merge_from_file(path)`` or ``cfg.merge_from_list(opts)``, with yacs's errors made one line."""
+    where = path or "the command line"
+    if opts and len(opts) % 2:
+        raise UserError(f"Config overrides come in KEY VALUE pairs; got an odd number: {list(opts)}")
+    try:
+        if path:
+            cfg.merge_from_file(path)
+        else:
+            cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError) as e:
+        message = str(e.args[0]) if e.args else ""
+        if "Non-existent" not in message:  # yacs: "Non-existent config key: K" / "Non-existent key: K"
+            raise UserError(f"Cannot merge {where}: {message}") from None
+        key = message.split(":", 1)[1].strip()
+        raise UserError(f"Unknown config key {key} in {where}{_closest(key, _all_keys(cfg))}"
+                        f"{_foreign_trainer_hint(key, cfg)}") from None
+    except ValueError as e:  # yacs: "Type mismatch (<class 'float'> vs. <class 'str'>) with values (...) for config key: K"
+        raise UserError(f"Bad value in {where}: {' '.join(str(e).split())}; give a value of the key's type") from None
+    except Exception as e:  # a YAML syntax error, a file that is not a mapping
+        raise UserError(f"Cannot read {where}: {' '.join(str(e).split())[:300]}") from None
+
+
+def check_args(args) -> None:
+    """Flags that must go together or name existing things."""
+    if args.eval_only and args.model_dir and not os.path.isdir(args.model_dir):
+        raise UserError(f"--model-dir {args.model_dir} is not a folder: pass the output folder of a training run")
+    if args.load_epoch is not None and not args.model_dir:
+        raise UserError("--load-epoch needs --model-dir (the training run's output folder) and --eval-only")
+    if args.model_dir and not args.eval_only:
+        raise UserError("--model-dir is read only with --eval-only; to continue training a run use --resume DIR")
+    if args.resume and not os.path.isdir(args.resume):
+        raise UserError(f"--resume {args.resume} is not a folder: pass the output folder of the run to continue")
+
+
+def _get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_cfg_values(cfg) -> None:
+    """Every value with a fixed set of choices or a range, before anything runs."""
+    if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
+        names = sorted(TRAINER_REGISTRY.registered_names())
+        raise UserError(f"Unknown trainer {cfg.TRAINER.NAME!r}{_closest(cfg.TRAINER.NAME, names)}; "
+                        f"pass --trainer with one of {names}")
+    if cfg.DATASET.NAME not in DATASET_REGISTRY:
+        names = sorted(DATASET_REGISTRY.registered_names())
+        raise UserError(f"Unknown dataset {cfg.DATASET.NAME!r}{_closest(cfg.DATASET.NAME, names)}; pass a file from "
+                        f"configs/datasets/ with --dataset-config-file (registered: {names})")
+    for key, choices in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise UserError(f"{key} must be one of {list(choices)}, got {value!r}")
+    for key, (low, meaning) in MINIMUMS.items():
+        value = _get(cfg, key)
+        if not isinstance(value, int) or value < low:
+            raise UserError(f"{key} ({meaning}) must be a whole number >= {low}, got {value!r}")
+    for key, (low, high) in RANGES.items():
+        value = _get(cfg, key)
+        if not isinstance(value, (int, float)) or not low <= value <= high or math.isnan(value):
+            bounds = f"in [{low}, {high}]" if math.isfinite(high) else ("> 0" if low > 0 else f">= {low}")
+            raise UserError(f"{key} must be a number {bounds}, got {value!r}")
+    if not cfg.TRAINER.COOP.CTX_INIT and cfg.TRAINER.COOP.N_CTX < 1:
+        raise UserError(f"TRAINER.COOP.N_CTX (context tokens) must be >= 1, got {cfg.TRAINER.COOP.N_CTX}")
+    if FRAMEWORK == "builtin":
+        from textrefiner.framework.builtin.transforms import AVAI_CHOICES
+
+        unknown = [t for t in cfg.INPUT.TRANSFORMS if t not in AVAI_CHOICES]
+        if unknown:
+            raise UserError(f"INPUT.TRANSFORMS {unknown} are not available without Dassl; choose from {AVAI_CHOICES}")
+    if not cfg.OUTPUT_DIR:
+        raise UserError("No output folder: pass --output-dir")
+    _check_backbone(cfg.MODEL.BACKBONE.NAME)
+
+
+def _check_backbone(name: str) -> None:
+    """Names load_clip would refuse with an internal error (missing files are its own clear error)."""
+    if name.startswith(RANDOM_PREFIX):
+        arch = name[len(RANDOM_PREFIX):]
+        if arch not in RANDOM_ARCHS:
+            raise UserError(f"MODEL.BACKBONE.NAME {name}: no random CLIP architecture {arch!r}; use one of "
+                            f"{[RANDOM_PREFIX + a for a in sorted(RANDOM_ARCHS)]}")
+        return
+    looks_like_path = name.endswith((".pt", ".pth")) or os.path.isabs(name) or name.startswith(("./", "../", "~"))
+    if not looks_like_path and not os.path.isfile(name) and name not in import_clip().available_models():
+        raise UserError(f"MODEL.BACKBONE.NAME {name!r} is neither an OpenAI CLIP name "
+                        f"{import_clip().available_models()}, a weights file, nor {RANDOM_PREFIX}<arch>")
