@@ -236,7 +236,7 @@ def test_cache_and_teacher_text_survive_save_load_and_resume(data_root, tmp_path
     loaded.load_model(str(tmp_path / "a"), epoch=1)
     assert torch.equal(loaded.refiner.cache.entries, saved) and loaded.teacher is None
     assert torch.equal(loaded.model.teacher_text.features, first.model.teacher_text.features)
-    resumed = build(pkd_cfg(data_root, tmp_path / "a", opts=[*opts, "OPTIM.MAX_EPOCH", 2]))
+    resumed = build(pkd_cfg(data_root, tmp_path / "a", opts=[*opts, "OPTIM.MAX_EPOCH", 2, "TRAIN.EXTEND_EPOCHS", True]))
     seen = {}
     run_epoch = resumed.run_epoch
     resumed.run_epoch = lambda: (seen.setdefault("entries", resumed.refiner.cache.entries.clone()), run_epoch())

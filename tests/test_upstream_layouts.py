@@ -130,5 +130,6 @@ def test_a_cocoop_yaml_fails_in_one_line_naming_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_py(["--config-file", str(config), "--trainer", "CoOp", "--output-dir", str(tmp_path / "out")])
     assert exit_info.value.code == 1
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()  # the Error line goes to stderr before the log file exists
+    out = captured.out + captured.err
     assert "Unknown config key TRAINER.COCOOP" in out and "configs/trainers/<Trainer>/" in out

@@ -27,6 +27,9 @@ class TeacherTextBank(nn.Module):
     class set loads into a bank built for any other, and ``lookup`` finds rows by name.
     """
 
+    #: state keys whose shape the checkpoint decides (its class set), not this module
+    resizable_state = ("features",)
+
     def __init__(self, dim: int):
         super().__init__()
         self.register_buffer("features", torch.zeros(0, dim))

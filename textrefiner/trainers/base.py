@@ -224,11 +224,16 @@ class PromptTrainer(TrainerX):
     def load_module_state(self, name: str, state_dict: Dict[str, torch.Tensor], source: str) -> None:
         """Load one registered module, strictly; a mismatch is an error naming both shapes."""
         state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in _FIXED_PROMPT_KEYS}
-        own = self._models[name].state_dict()
+        module = self._models[name]
+        own = module.state_dict()
         missing = sorted(set(own) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(own))
+        # sub-modules may hold state sized by the checkpoint (PromptKD's class-keyed teacher text)
+        resizable = {f"{prefix}.{key}" if prefix else key for prefix, sub in module.named_modules()
+                     for key in getattr(sub, "resizable_state", ())}
         shapes = [f"{k}: {tuple(state_dict[k].shape)} there, {tuple(own[k].shape)} here"
-                  for k in own if k in state_dict and state_dict[k].shape != own[k].shape]
+                  for k in own if k in state_dict and k not in resizable and torch.is_tensor(own[k])
+                  and state_dict[k].shape != own[k].shape]
         if missing or unexpected or shapes:
             problems = "; ".join(filter(None, [
                 f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
