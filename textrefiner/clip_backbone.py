@@ -180,6 +180,10 @@ def load_clip(name: str, path: str = "") -> torch.nn.Module:
     clip = import_clip()
     if name.startswith(RANDOM_PREFIX):
         return build_random_clip(name[len(RANDOM_PREFIX):])
+    from .testbed.model import TESTBED_MODELS, load_testbed_state_dict
+
+    if name in TESTBED_MODELS:  # shipped with the package; built as clip.load builds a state_dict file
+        return clip.model.build_model(load_testbed_state_dict(name)).float().eval()
     if name in clip.available_models():
         model_file = _weights_file_for(name, path)
     elif os.path.isfile(name):
@@ -192,7 +196,8 @@ def load_clip(name: str, path: str = "") -> torch.nn.Module:
     else:
         raise ValueError(
             f"MODEL.BACKBONE.NAME {name!r} is neither an OpenAI CLIP name {clip.available_models()}, "
-            f"a weights file, nor '{RANDOM_PREFIX}<arch>' with arch in {sorted(RANDOM_ARCHS)}"
+            f"a weights file, the offline testbed CLIP 'testbed', nor '{RANDOM_PREFIX}<arch>' with arch in "
+            f"{sorted(RANDOM_ARCHS)}"
         )
     with warnings.catch_warnings():
         # clip.load first tries torch.jit.load (OpenAI's files are TorchScript archives)

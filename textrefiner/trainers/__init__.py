@@ -9,6 +9,7 @@ the checkout's own trainers; add our config keys with
 ``textrefiner.config.add_textrefiner_config(cfg)`` in that checkout's ``extend_cfg``.
 """
 import textrefiner.data  # noqa: F401  (registers the dataset readers whose names are free)
+import textrefiner.testbed.datasets  # noqa: F401  (and the offline testbed's)
 
 from .coop import CoOp
 from .coop_textrefiner import CoOp_TextRefiner
