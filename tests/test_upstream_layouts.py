@@ -4,6 +4,7 @@ the evaluation steps and the tables; the upstream script names and argument form
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -118,7 +119,7 @@ def test_zeroshot_sh_writes_coops_folder(data_root, tmp_path):
 @pytest.mark.parametrize("step", ["base2new_train", "base2new_test", "xd_test"])
 def test_maple_aliases_reach_the_same_step(step, tmp_path):
     proc = subprocess.run(["bash", str(REPO / "scripts" / "maple" / f"{step}_maple.sh")], capture_output=True,
-                          text=True, cwd=tmp_path)
+                          text=True, cwd=tmp_path, env={**os.environ, "PYTHON": sys.executable})
     assert proc.returncode == 2 and f"scripts/maple/{step}.sh DATASET SEED" in proc.stderr
 
 
