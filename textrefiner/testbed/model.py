@@ -64,9 +64,11 @@ def load_testbed_state_dict(name: str) -> Dict[str, torch.Tensor]:
     path = TESTBED_MODELS[name]
     checksum_file = path + ".sha256"
     if not osp.isfile(path):
-        raise FileNotFoundError(
-            f"{path} is missing: this installation lacks the testbed weights; rebuild them with the command "
-            f"in README ('Offline testbed') or reinstall the package"
+        from ..clip_backbone import WeightsNotFoundError
+
+        raise WeightsNotFoundError(
+            f"The testbed CLIP weights are not at {path}: this version ships none yet. Build them with "
+            f"python -m textrefiner.testbed.pretrain --out {path} (README, 'Offline testbed')"
         )
     if osp.isfile(checksum_file):
         expected = open(checksum_file).read().split()[0]
