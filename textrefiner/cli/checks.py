@@ -125,11 +125,11 @@ def _get(cfg, key: str):
 
 def check_cfg_values(cfg) -> None:
     """Every value with a fixed set of choices or a range, before anything runs."""
-    if cfg.TRAINER.NAME not in TRAINER_REGISTRY:
+    if cfg.TRAINER.NAME not in TRAINER_REGISTRY.registered_names():
         names = sorted(TRAINER_REGISTRY.registered_names())
         raise UserError(f"Unknown trainer {cfg.TRAINER.NAME!r}{_closest(cfg.TRAINER.NAME, names)}; "
                         f"pass --trainer with one of {names}")
-    if cfg.DATASET.NAME not in DATASET_REGISTRY:
+    if cfg.DATASET.NAME not in DATASET_REGISTRY.registered_names():
         names = sorted(DATASET_REGISTRY.registered_names())
         raise UserError(f"Unknown dataset {cfg.DATASET.NAME!r}{_closest(cfg.DATASET.NAME, names)}; pass a file from "
                         f"configs/datasets/ with --dataset-config-file (registered: {names})")
