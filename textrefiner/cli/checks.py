@@ -150,10 +150,12 @@ def check_cfg_values(cfg) -> None:
         raise UserError(f"TRAINER.COOP.N_CTX (context tokens) must be >= 1, got {cfg.TRAINER.COOP.N_CTX}")
     if FRAMEWORK == "builtin":
         from textrefiner.framework.builtin.transforms import AVAI_CHOICES
-
-        unknown = [t for t in cfg.INPUT.TRANSFORMS if t not in AVAI_CHOICES]
-        if unknown:
-            raise UserError(f"INPUT.TRANSFORMS {unknown} are not available without Dassl; choose from {AVAI_CHOICES}")
+    else:  # Dassl asserts on an unknown name deep inside build_transform
+        from dassl.data.transforms.transforms import AVAI_CHOICES
+    unknown = [t for t in cfg.INPUT.TRANSFORMS if t not in AVAI_CHOICES]
+    if unknown:
+        where = "without Dassl" if FRAMEWORK == "builtin" else "in Dassl"
+        raise UserError(f"INPUT.TRANSFORMS {unknown} are not available {where}; choose from {list(AVAI_CHOICES)}")
     if not cfg.OUTPUT_DIR:
         raise UserError("No output folder: pass --output-dir")
     _check_backbone(cfg.MODEL.BACKBONE.NAME)
