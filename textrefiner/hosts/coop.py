@@ -133,7 +133,26 @@ class PromptLearner(nn.Module):
         return torch.gather(prompts, 1, order.unsqueeze(-1).expand(-1, -1, prompts.shape[-1]))
 
 
-class CoOpCLIP(nn.Module):
+class ScaledCosineClassifier:
+    """``logits = s * normalize(f) @ t^T`` for a module with ``logit_scale``, ``encode_image`` and
+    ``text_features`` (CoOp-family hosts, PromptKD's student)."""
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """``image_features`` (B, d) unnormalised, ``text_features`` (C, d) -> (B, C)."""
+        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        return self.logit_scale.exp() * image_features @ text_features.t()
+
+    def forward(self, image: torch.Tensor, text_features: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, C); pass ``text_features`` computed once to skip the text tower."""
+        # Image first: the image tower's activations are freed before the text side builds the
+        # graph it keeps for backward, so the two never add up in the peak memory of a step.
+        image_features = self.encode_image(image).global_feature
+        if text_features is None:
+            text_features = self.text_features()
+        return self.logits(image_features, text_features)
+
+
+class CoOpCLIP(ScaledCosineClassifier, nn.Module):
     """CLIP with CoOp prompts: ``logits = s * normalize(f) @ normalize(t)^T``.
 
     ``text_chunk_size``: encode the class prompts this many at a time (0: all at once),
@@ -167,16 +186,3 @@ class CoOpCLIP(nn.Module):
     def encode_image(self, image: torch.Tensor, with_local: bool = False) -> VisualOutput:
         return self.image_encoder(image, with_local=with_local)
 
-    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """``image_features`` (B, d) unnormalised, ``text_features`` (C, d) -> (B, C)."""
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        return self.logit_scale.exp() * image_features @ text_features.t()
-
-    def forward(self, image: torch.Tensor, text_features: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Logits (B, C); pass ``text_features`` computed once to skip the text tower."""
-        # Image first: the image tower's activations are freed before the text side builds the
-        # graph it keeps for backward, so the two never add up in the peak memory of a step.
-        image_features = self.encode_image(image).global_feature
-        if text_features is None:
-            text_features = self.text_features()
-        return self.logits(image_features, text_features)

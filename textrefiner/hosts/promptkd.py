@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..modeling import FeatureAlignment
+from .coop import ScaledCosineClassifier
 from .encoders import ImageEncoder, VisualOutput, encode_prompted_image
 from .teacher_ivlp import VisionPrompts, check_depth
 
@@ -70,7 +71,7 @@ class TeacherTextBank(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-class PromptKDStudent(nn.Module):
+class PromptKDStudent(ScaledCosineClassifier, nn.Module):
     """The student: prompted image tower, projector into the teacher's space, the teacher's text.
 
     Args:
@@ -119,12 +120,3 @@ class PromptKDStudent(nn.Module):
         projected = self.projector(visual.global_feature.unsqueeze(1)).squeeze(1)
         return VisualOutput(projected, visual.tokens, visual.cls_attention)
 
-    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        image_features = image_features / image_features.norm(dim=-1, keepdim=True)
-        return self.logit_scale.exp() * image_features @ text_features.t()
-
-    def forward(self, image: torch.Tensor, text_features: Optional[torch.Tensor] = None) -> torch.Tensor:
-        image_features = self.encode_image(image).global_feature
-        if text_features is None:
-            text_features = self.text_features()
-        return self.logits(image_features, text_features)
