@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from textrefiner.cli.train import register_plugins  # noqa: E402
-from textrefiner.clip_backbone import load_clip  # noqa: E402
+from textrefiner.clip_backbone import import_clip, load_clip  # noqa: E402
 from textrefiner.config import get_cfg  # noqa: E402
 from textrefiner.framework import build_trainer, set_random_seed  # noqa: E402
 
@@ -47,6 +47,20 @@ def data_root(tmp_path_factory) -> str:
 
     Synthetic(cfg)
     return str(root)
+
+
+def deep_random_clip(seed: int = 0):
+    """A random CLIP with 4 layers per tower and different text/vision widths (deep prompts, projections)."""
+    torch.manual_seed(seed)
+    return import_clip().model.CLIP(
+        embed_dim=32, image_resolution=64, vision_layers=4, vision_width=96, vision_patch_size=32,
+        context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=4,
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def deep_clip():
+    return deep_random_clip()
 
 
 @pytest.fixture(scope="session")

@@ -5,25 +5,12 @@ import pytest
 import torch
 
 from textrefiner.clip_backbone import import_clip
+from conftest import deep_random_clip
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 from textrefiner.hosts.encoders import ImageEncoder
 from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner, load_teacher_state_dict, teacher_state_dict
 
 CLASSNAMES = ["red circle", "dog", "a very long class name"]
-
-
-def random_clip(seed: int = 0):
-    """A random CLIP with 4 layers per tower and different text/vision widths."""
-    torch.manual_seed(seed)
-    return import_clip().model.CLIP(
-        embed_dim=32, image_resolution=64, vision_layers=4, vision_width=96, vision_patch_size=32,
-        context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=4,
-    ).eval()
-
-
-@pytest.fixture(scope="module")
-def deep_clip():
-    return random_clip()
 
 
 def ivlp(clip_model, seed=1, **kwargs):
@@ -152,7 +139,7 @@ def test_teacher_state_dict_has_the_release_layout_and_meaning(deep_clip):
     assert state["prompt_learner.ctx"].shape == (2, 64) and state["prompt_learner.token_prefix"].shape == (3, 1, 64)
     # The keys mean what the release means: a different CLIP loaded from the file's tensors, run
     # with the release's forward and the file's prompts, reproduces our features.
-    other = random_clip(seed=5)
+    other = deep_random_clip(seed=5)
     other.visual.load_state_dict({k[14:]: v for k, v in state.items()
                                   if k.startswith("image_encoder.") and "VPT" not in k})
     text_part = {k[13:]: v for k, v in state.items() if k.startswith("text_encoder.") and "VPT" not in k}
@@ -173,7 +160,7 @@ def test_teacher_state_dict_has_the_release_layout_and_meaning(deep_clip):
 def test_teacher_state_dict_round_trips_strictly(deep_clip):
     # Everything but the token embedding comes from the file (the release does not save it: the
     # class-name prompts are rebuilt with the loading CLIP's embedding, the same OpenAI weights in practice).
-    other = random_clip(seed=3)
+    other = deep_random_clip(seed=3)
     other.token_embedding.load_state_dict(deep_clip.token_embedding.state_dict())
     source, target = ivlp(deep_clip, seed=1), ivlp(other, seed=2)
     state = teacher_state_dict(source)

@@ -29,16 +29,6 @@ def maple_cfg(root, out, trainer="MaPLe_TextRefiner", opts=(), seed=1):
     return make_cfg(root, trainer, str(out), config_file=config, opts=[*TINY_OPTS, *opts], seed=seed)
 
 
-@pytest.fixture(scope="module")
-def deep_clip():
-    """A random CLIP with 4 layers per tower and different text/vision widths."""
-    torch.manual_seed(0)
-    return import_clip().model.CLIP(
-        embed_dim=32, image_resolution=64, vision_layers=4, vision_width=96, vision_patch_size=32,
-        context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=4,
-    ).eval()
-
-
 def reference_image_tokens(clip_model, image, vision_prompts):
     """MaPLe's vision forward re-derived with CLIP's own blocks: all tokens after ln_post/proj (B, L, d)."""
     v = clip_model.visual

@@ -100,16 +100,6 @@ def test_refined_teacher_features_and_the_regulariser_train_only_the_aggregation
     assert head.cache.entries.shape == (25, 96)
 
 
-@pytest.fixture(scope="module")
-def deep_clip():
-    """A random CLIP with 4 layers per tower and different text/vision widths."""
-    torch.manual_seed(0)
-    return import_clip().model.CLIP(
-        embed_dim=32, image_resolution=64, vision_layers=4, vision_width=96, vision_patch_size=32,
-        context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=4,
-    ).eval()
-
-
 def ref_prompted_tokens(clip_model, image, prompts):
     """IVLP's vision forward as its release writes it, with CLIP's own blocks: prompts appended after
     the positional embedding and normalised by ln_pre with the image tokens; before block i
