@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (or reuse) a local virtual environment in .venv, then run the demo or the tests.
-#   bash bootstrap.sh demo [demo args]    # base-to-novel demo, tiny random CLIP, synthetic data
+#   bash bootstrap.sh demo [demo args]    # base-to-novel demo on the offline testbed (pretrained mini CLIP, shipped)
 #   bash bootstrap.sh test [pytest args]  # the test suite (CPU)
 #   bash bootstrap.sh sweep [sweep args]  # 2-seed base-to-novel sweep, CoOp vs CoOp_TextRefiner, synthetic data
 set -euo pipefail

@@ -107,3 +107,52 @@ def test_sketch_style_differs_from_photo():
     photo = render(scene, rng_a)
     sketch = render(type(scene)(**{**scene.__dict__, "style": "sketch"}), rng_b)
     assert png_bytes(photo) != png_bytes(sketch)
+
+
+def test_pretraining_blocks_share_two_colours_and_cover_all_colours():
+    from textrefiner.testbed.world import COLOUR_BLOCK, COLOURS_LIST, block_colours
+
+    for block in range(3):
+        colours = block_colours(0, block * COLOUR_BLOCK)
+        assert len(set(colours)) == 2
+        captions = [pretraining_pair(0, block * COLOUR_BLOCK + i)[1] for i in range(0, COLOUR_BLOCK, 4)]
+        named = {c for text in captions for c in COLOURS_LIST if f" {c} " in f" {text} "}
+        assert named <= set(colours)
+    assert {c for b in range(64) for c in block_colours(0, b * COLOUR_BLOCK)} == set(COLOURS_LIST)
+
+
+def test_pretraining_is_deterministic_and_resumes_after_a_crash_to_the_same_weights(tmp_path, monkeypatch):
+    from textrefiner.testbed import pretrain
+
+    args = ["--steps", "4", "--batch-size", "8", "--eval-every", "2", "--eval-images", "64", "--warmup", "1",
+            "--save-every", "2", "--threads", "1"]
+    whole = str(tmp_path / "whole.pt")
+    pretrain.main(["--out", whole, *args])
+
+    crashed = str(tmp_path / "crashed.pt")
+    real_batch = pretrain.batch
+
+    def crash_at_step_3(seed, start, size, preprocess):
+        if start == 3 * size:
+            raise KeyboardInterrupt
+        return real_batch(seed, start, size, preprocess)
+
+    monkeypatch.setattr(pretrain, "batch", crash_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.main(["--out", crashed, *args])
+    assert os.path.isfile(crashed + ".resume.pt") and not os.path.exists(crashed)
+    monkeypatch.setattr(pretrain, "batch", real_batch)
+    pretrain.main(["--out", crashed, *args])  # the same command continues from step 2
+    assert not os.path.exists(crashed + ".resume.pt")
+
+    a = torch.load(whole, weights_only=True)
+    b = torch.load(crashed, weights_only=True)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert torch.equal(a["token_embedding"], b["token_embedding"]) and torch.equal(a["token_rows"], b["token_rows"])
+    assert a["meta"]["zero_shot"] == b["meta"]["zero_shot"]
+    curves = [[row.split(",")[:6] for row in open(path + ".curve.csv").read().splitlines()] for path in (whole, crashed)]
+    assert curves[0] == curves[1] and len(curves[0]) == 3  # header, step 2, step 4 (after the resume)
+    with pytest.raises(SystemExit, match="other settings"):  # a resume file from other settings is refused
+        torch.save({"settings": {"steps": 99}}, crashed + ".resume.pt")
+        pretrain.main(["--out", crashed, *args])

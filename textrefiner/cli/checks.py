@@ -169,7 +169,11 @@ def _check_backbone(name: str) -> None:
             raise UserError(f"MODEL.BACKBONE.NAME {name}: no random CLIP architecture {arch!r}; use one of "
                             f"{[RANDOM_PREFIX + a for a in sorted(RANDOM_ARCHS)]}")
         return
+    from textrefiner.testbed.model import TESTBED_MODELS
+
     looks_like_path = name.endswith((".pt", ".pth")) or os.path.isabs(name) or name.startswith(("./", "../", "~"))
-    if not looks_like_path and not os.path.isfile(name) and name not in import_clip().available_models():
+    known = name in import_clip().available_models() or name in TESTBED_MODELS
+    if not looks_like_path and not os.path.isfile(name) and not known:
         raise UserError(f"MODEL.BACKBONE.NAME {name!r} is neither an OpenAI CLIP name "
-                        f"{import_clip().available_models()}, a weights file, nor {RANDOM_PREFIX}<arch>")
+                        f"{import_clip().available_models()}, the offline testbed CLIP {sorted(TESTBED_MODELS)}, "
+                        f"a weights file, nor {RANDOM_PREFIX}<arch>")

@@ -36,6 +36,8 @@ class Host:
     step_opts: Callable[[str, str], Tuple[str, ...]] = no_step_opts
     #: cross-dataset trains one model per target (``xd_train DATASET SEED``) instead of one on ImageNet
     xd_per_target: bool = False
+    #: trainer config name for the offline testbed CLIP (``MODEL.BACKBONE.NAME testbed``); "" = none shipped
+    testbed_cfg: str = ""
 
     @property
     def default_trainer(self) -> str:
@@ -62,6 +64,7 @@ HOSTS: Dict[str, Host] = {
         trainers=("CoOp_TextRefiner", "CoOp"),
         configs={"base2new": "vit_b16_ep10_ctxv1", "xd": "vit_b16_ep10_ctxv1", "few_shot": "vit_b16_ep10_ctxv1"},
         config_key="COOP",
+        testbed_cfg="testbed_ep10_ctxv1",
     ),
     # MaPLe's release configs; it ships none for few-shot, which uses the base-to-novel one
     "maple": Host(
@@ -75,6 +78,7 @@ HOSTS: Dict[str, Host] = {
         config_key="MAPLE",
         # the configs prompt 9 layers; random:tiny has 2 (more is an error, not a silent clamp)
         tiny_opts=("TRAINER.MAPLE.PROMPT_DEPTH", "2"),
+        testbed_cfg="testbed_c2_ep5_batch4_2ctx",
     ),
     # PromptSRC's release configs (batch 4, lr 0.0025, 20 epochs; cross-dataset depth 3; few-shot 50 epochs).
     # Also the host scripts/promptkd/train_teacher.sh launches (PromptSRC with the teacher config).
@@ -118,6 +122,16 @@ HOSTS: Dict[str, Host] = {
         xd_per_target=True,
     ),
 }
+
+
+#: trainers outside any host that the testbed runs, with their testbed config
+TESTBED_EXTRA_CFGS = {"ZeroshotCLIP": "testbed"}
+
+
+def testbed_cfg(trainer: str) -> str:
+    """The testbed config name of ``trainer`` (configs/trainers/<trainer>/<name>.yaml), or "" if none ships."""
+    host = host_of(trainer)
+    return TESTBED_EXTRA_CFGS.get(trainer, host.testbed_cfg if host else "")
 
 
 def host_of(trainer: str) -> Optional[Host]:

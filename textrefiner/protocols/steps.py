@@ -43,6 +43,12 @@ PROTOCOL_KEYS = {
 }
 
 
+#: trainers with nothing to train (zero-shot CLIP): every step of theirs is an evaluation of the
+#: pretrained model (``--eval-only``, no model folder), so base-to-novel's two steps score the base
+#: and the new classes and the tables get a zero-shot row like any other method's
+EVALUATION_ONLY_TRAINERS = ("ZeroshotCLIP",)
+
+
 class ModelNotReady(RuntimeError):
     """An evaluation step was asked for before the training it evaluates finished."""
 
@@ -155,6 +161,9 @@ def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol
         "--config-file", trainer_config(setup.trainer, setup.cfg),
         "--output-dir", output_dir,
     )
+    if setup.trainer in EVALUATION_ONLY_TRAINERS:
+        flags += ("--eval-only",)
+        evaluates = None
     host = host_of(setup.trainer)
     host_opts = host.step_opts(kind, dataset) if host else ()
     return Step(key, output_dir, flags, tuple(map(str, (*protocol_opts, *host_opts))) + tuple(setup.opts), evaluates,

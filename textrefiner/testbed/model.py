@@ -1,9 +1,11 @@
 """The testbed CLIP: OpenAI CLIP's own architecture (``clip.model.CLIP``), miniature.
 
-224-pixel input cut into 8 x 8 patches of 28 pixels (one patch = 8 x 8 pixels of a
-64-pixel world image), so every shipped config (``INPUT.SIZE (224, 224)``) and every
-forward of this project runs on it unchanged; a 4-layer ViT (width 192) and a 4-layer
-causal text transformer (width 128, context 77, CLIP's BPE vocabulary); joint width 128.
+64-pixel input (the world's own images) cut into 8 x 8 patches of 8 pixels, a 4-layer ViT
+(width 192) and a 4-layer causal text transformer (width 128, context 77, CLIP's BPE
+vocabulary); joint width 128. Every forward of this project runs on it unchanged; configs
+that use it set ``INPUT.SIZE (64, 64)`` (``configs/trainers/<Trainer>/testbed*.yaml``).
+(A first version took 224-pixel input in 28-pixel patches so that every 224-pixel config would
+work; measured, the same ViT learned shape more slowly that way, and each image cost a resize.)
 
 The shipped file is compact: fp16 tensors, and of the 49,408-row token embedding only
 the rows pretraining ever updated (the rest were never trained and load as zeros).
@@ -19,7 +21,7 @@ import torch
 
 #: keyword arguments of clip.model.CLIP (heads = width // 64, as build_model infers them)
 TESTBED_ARCH = dict(
-    embed_dim=128, image_resolution=224, vision_layers=4, vision_width=192, vision_patch_size=28,
+    embed_dim=128, image_resolution=64, vision_layers=4, vision_width=192, vision_patch_size=8,
     context_length=77, vocab_size=49408, transformer_width=128, transformer_heads=2, transformer_layers=4,
 )
 FORMAT = "textrefiner-testbed-clip/1"

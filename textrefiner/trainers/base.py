@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from textrefiner.checkpoints import init_from_release, load_release_model_dir
 from textrefiner.clip_backbone import load_clip
-from textrefiner.config import check_project_keys
+from textrefiner.config import ConfigError, check_project_keys
 from textrefiner.errors import UserError
 from textrefiner.framework import (
     FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint, load_pretrained_weights,
@@ -72,7 +72,13 @@ class PromptTrainer(TrainerX):
         name = self.cfg.MODEL.BACKBONE.NAME
         print(f"Loading CLIP (backbone: {name})")
         self.precision = Precision(self.host_cfg.PREC, self.device)
-        return self.precision.cast(load_clip(name, self.cfg.MODEL.BACKBONE.PATH))
+        model = load_clip(name, self.cfg.MODEL.BACKBONE.PATH)
+        expected = getattr(model.visual, "input_resolution", None)
+        if expected is not None and tuple(self.cfg.INPUT.SIZE) != (expected, expected):
+            hint = (" (the testbed configs are configs/trainers/<trainer>/testbed*.yaml)" if name == "testbed" else "")
+            raise ConfigError(f"INPUT.SIZE {tuple(self.cfg.INPUT.SIZE)} does not fit backbone {name}, which takes "
+                             f"{expected} x {expected} images: set INPUT.SIZE ({expected}, {expected}){hint}")
+        return self.precision.cast(model)
 
     def build_model(self) -> None:
         """Template: load CLIP, build the host (``build_host``) and any plug-ins
