@@ -86,3 +86,19 @@ def test_zero_shot_evaluates_novel_classes_without_a_model(base_accuracy):
     with open(osp.join(base_accuracy.out, "zs-new.log"), "w") as f:
         assert run_step(step, log=f) == 0
     assert 100 / 12 < step.record["accuracy"] <= 100
+
+
+def test_a_224_pixel_config_on_the_testbed_stops_with_one_line_naming_the_size(base_accuracy):
+    import subprocess
+    import sys
+
+    from textrefiner.protocols.steps import dataset_config, trainer_config
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "textrefiner.cli.train", "--root", base_accuracy.root, "--trainer", "CoOp",
+         "--dataset-config-file", dataset_config(DATASET), "--config-file", trainer_config("CoOp", "vit_b16_ep10_ctxv1"),
+         "--output-dir", osp.join(base_accuracy.out, "size-check"), "MODEL.BACKBONE.NAME", "testbed"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    assert "set INPUT.SIZE (64, 64)" in proc.stdout + proc.stderr
