@@ -9,7 +9,9 @@
    under a temporary root), then save, a fresh build, load and the trainer's own test loop.
    Checks: losses finite; every trainable module (prompts) and the cache moved; the reloaded
    model's logits equal the trained one's exactly; each precision's logits after the same
-   steps stay within ``TOLERANCES`` of fp32's. Also measured: step time, peak GPU memory of
+   steps stay close to fp32's: on CUDA within ``TOLERANCES``, on the CPU within the bounds of
+   ``rounding.py`` (forward rounding and trajectory apart; what holds on any CPU, with or without
+   native bf16), both reported on both. Also measured: step time, peak GPU memory of
    a training step (``torch.cuda.max_memory_allocated``) and inference images/s at a large batch.
 2. ``benchmarks/speed.py --device cuda`` in PREC fp16 (the releases' default), then fp32 (as the
    CPU figures) while time is left, with the release-style path measured at 1000 classes where
@@ -44,9 +46,11 @@ from textrefiner.precision import PRECISIONS  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 MIN_SPEED_SECONDS = 90  # a second speed run starts only with this much of the budget left
 
-# Max |logits - fp32 logits| after the same steps, relative to the spread (max - min) of fp32's logits.
-# Forward pass alone, random ViT-B/16 on the CPU: fp16 weights 0.23 %, bf16 autocast 0.9 %; the
-# tolerances leave about 10x for the steps (amp may skip its first ones) and for GPU kernels.
+# CUDA: max |logits - fp32 logits| after the same steps, relative to the spread (max - min) of fp32's
+# logits. Forward pass alone, random ViT-B/16 on the CPU: fp16 weights 0.23 %, bf16 autocast 0.9 %; the
+# tolerances leave about 10x for the steps (amp may skip its first ones) and for GPU kernels. On the CPU
+# the check holds each row to rounding.py's bounds instead: a fixed share of the spread depends on the
+# CPU's bf16 kernels (PromptSRC seed 1: 7 % here, 14 % on a CPU with other native bf16 kernels).
 TOLERANCES = {"fp32": 0.0, "fp16": 0.03, "amp": 0.03, "bf16": 0.1}
 
 # 8 steps: amp's GradScaler may skip its first steps (inf gradients at scale 65536) and still move the prompts.
@@ -150,9 +154,9 @@ def run_trainer_checks(args, settings, clock: Clock, deadline: float) -> list:
                     rows.append(dict(trainer=spec.name, prec=prec, skipped="time budget of the section spent"))
                     clock.say(f"{spec.name} {prec}: skipped (time budget)")
                     continue
-                row, logits = trainer_check.check(spec, prec, settings, batches, reference)
+                row, made = trainer_check.check(spec, prec, settings, batches, reference)
                 if prec == "fp32":
-                    reference = logits
+                    reference = made
                 rows.append(row)
                 clock.say(f"{spec.name} {prec}: {progress(row)}")
     return rows
@@ -163,9 +167,11 @@ def progress(row: dict) -> str:
         return f"ERROR {row['error']}"
     status = "ok" if trainer_check.passed(row) else "FAILED"
     ran = f" (ran as {row['prec_ran']})" if row.get("prec_ran") != row["prec"] else ""
-    relative = row.get("vs_fp32", {}).get("relative_diff")
-    vs_fp32 = "" if relative is None else f", max diff vs fp32 {100 * relative:.2f} % of the logits' spread"
-    return status + ran + vs_fp32
+    vs = row.get("vs_fp32")
+    if vs is None:
+        return status + ran
+    return (status + ran + f", max diff vs fp32 {100 * vs['relative_diff']:.2f} % of the logits' spread"
+            f" (forward {vs['forward_units']:.2f} u, trajectory {vs['trajectory_ratio']:.3f} of fp32's movement)")
 
 
 def run_speeds(args, settings, clock: Clock) -> list:
@@ -211,12 +217,13 @@ def main(argv=None) -> int:
     # a file name that no one can take for a GPU run, nor for speed.py's cpu-<date> results
     mode = ("cpu" if device.type == "cpu" else "gpu") + ("-quick" if args.quick else "-check" * (device.type == "cpu"))
     with tempfile.TemporaryDirectory() as root:
+        criterion = trainer_check.TOLERANCE if device.type == "cuda" else trainer_check.BOUNDS
         settings = SimpleNamespace(**sizes, device=device, quick=args.quick, root=root, seed=args.seed,
-                                   tolerances=TOLERANCES)
+                                   tolerances=TOLERANCES, criterion=criterion)
         if args.quick:
             for change in QUICK_CHANGES:
                 clock.say(f"quick mode: {change}")
-        results = dict(meta=environment(args, mode), tolerances=TOLERANCES, budget_s=budget,
+        results = dict(meta=environment(args, mode), tolerances=TOLERANCES, criterion=criterion, budget_s=budget,
                        quick_changes=QUICK_CHANGES if args.quick else [], settings=_settings(settings))
         speed_reserve = 0.0 if args.no_speed else sizes["speed_reserve"]
         results["trainers"] = run_trainer_checks(args, settings, clock, max(budget - speed_reserve, budget / 2))

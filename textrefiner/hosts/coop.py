@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from ..clip_backbone import import_clip
+from ..precision import float32_under_autocast
 from .encoders import ImageEncoder, TextEncoder, VisualOutput
 
 CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
@@ -137,8 +138,9 @@ class ScaledCosineClassifier:
     """``logits = s * normalize(f) @ t^T`` for a module with ``logit_scale``, ``encode_image`` and
     ``text_features`` (CoOp-family hosts, PromptKD's student)."""
 
+    @float32_under_autocast
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """``image_features`` (B, d) unnormalised, ``text_features`` (C, d) -> (B, C)."""
+        """``image_features`` (B, d) unnormalised, ``text_features`` (C, d) -> (B, C); float32 under autocast."""
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         return self.logit_scale.exp() * image_features @ text_features.t()
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..precision import float32_under_autocast
 from .coop import tokenize
 from .encoders import TextEncoder
 from .ivlp import IVLPCLIP, IVLPPromptLearner
@@ -49,6 +50,7 @@ def zero_shot_kl(logits: torch.Tensor, zero_shot_logits: torch.Tensor) -> torch.
     ) / logits.numel()
 
 
+@float32_under_autocast
 def self_regularizing_losses(
     logits: torch.Tensor,
     text: torch.Tensor,
@@ -59,7 +61,7 @@ def self_regularizing_losses(
     text_weight: float,
     image_weight: float,
 ) -> Dict[str, torch.Tensor]:
-    """PromptSRC's three terms, weighted.
+    """PromptSRC's three terms, weighted (float32 under autocast).
 
     Args:
         logits: (B, C) the prompted classifier's logits.

@@ -4,6 +4,7 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
+from ..precision import float32_under_autocast
 from .targets import HardLabels, SoftTargets
 
 Target = Union[HardLabels, SoftTargets]
@@ -40,6 +41,7 @@ def as_target(target: Union[torch.Tensor, Target]) -> Target:
     return HardLabels(target) if isinstance(target, torch.Tensor) else target
 
 
+@float32_under_autocast
 def semantic_loss(token_set: torch.Tensor, text: torch.Tensor, target, logit_scale: torch.Tensor):
     """The host's loss form on ``s * S_i @ t^T`` for each of an image's K tokens: cross-entropy
     with the image's label (CoOp, MaPLe), or KL to the teacher's probabilities of the image
@@ -56,6 +58,7 @@ def semantic_loss(token_set: torch.Tensor, text: torch.Tensor, target, logit_sca
     return as_target(target).loss(logits)
 
 
+@float32_under_autocast
 def regularization_loss(refined: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
     """``mean |normalize(t') - t|`` over all C * d elements (Eq. 11, L1)."""
     return F.l1_loss(F.normalize(refined, dim=-1), text.to(refined.dtype), reduction="mean")

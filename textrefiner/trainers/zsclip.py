@@ -5,6 +5,7 @@ import torch.nn as nn
 from textrefiner.framework import register_trainer
 from textrefiner.hosts.coop import tokenize
 from textrefiner.hosts.encoders import ImageEncoder, TextEncoder
+from textrefiner.precision import float32_under_autocast
 
 from .base import PromptTrainer
 
@@ -48,7 +49,10 @@ class ZeroshotModel(nn.Module):
     def forward(self, image: torch.Tensor, text_features=None) -> torch.Tensor:
         if text_features is None:
             text_features = self.text_features()
-        image_features = self.image_encoder(image).global_feature
+        return self.logits(self.image_encoder(image).global_feature, text_features)
+
+    @float32_under_autocast
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
         return self.clip_model.logit_scale.exp() * image_features @ text_features.t()
 
