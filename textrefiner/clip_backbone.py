@@ -13,17 +13,20 @@
 
 The model comes back in fp32 on the CPU; precision and device are the caller's policy.
 """
+import hashlib
 import importlib.util
 import os
 import re
 import sys
 import types
 import warnings
-from typing import Dict
+import zipfile
+from typing import Dict, Set
 
 import torch
 
 from .errors import UserError
+from .safe_load import TRUST_ENV, UnsafeFileError, load_file, trusted
 
 RANDOM_PREFIX = "random:"
 RANDOM_INIT_SEED = 0
@@ -175,6 +178,52 @@ def embed_dim(name: str, path: str = "") -> int:
     return load_clip(name, path).text_projection.shape[1]
 
 
+def openai_sha256s() -> Set[str]:
+    """SHA-256 of OpenAI's published CLIP files: the folder name in each of their download addresses."""
+    return {url.rstrip("/").split("/")[-2] for url in import_clip().clip._MODELS.values()}
+
+
+def _is_torchscript(path: str) -> bool:
+    """A TorchScript archive (OpenAI's CLIP files are), rather than a ``torch.save`` state_dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_clip_state_dict(model_file: str) -> Dict[str, torch.Tensor]:
+    """A CLIP weights file's state_dict, without running code from the file.
+
+    OpenAI's TorchScript archives are loaded by ``torch.jit.load`` only when their SHA-256 is one
+    OpenAI published (TorchScript can run code when loaded); any other file is read as data
+    (``safe_load``).
+    """
+    if _is_torchscript(model_file):
+        digest = _sha256(model_file)
+        if digest not in openai_sha256s() and not trusted(model_file):
+            raise UnsafeFileError(
+                f"{model_file} is a TorchScript archive but not one of OpenAI's published CLIP files (SHA-256 "
+                f"{digest[:16]}... matches none), and TorchScript can run code when loaded: use OpenAI's file, a "
+                f"state_dict saved with torch.save(model.state_dict()), or add it to {TRUST_ENV} if you trust it"
+            )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+            return torch.jit.load(model_file, map_location="cpu").state_dict()
+    state = load_file(model_file, "CLIP weights")
+    if not isinstance(state, dict):
+        raise UserError(f"{model_file} holds a {type(state).__name__}, not CLIP weights (a state_dict): put OpenAI's "
+                        "CLIP weights file there")
+    return state
+
+
 def load_clip(name: str, path: str = "") -> torch.nn.Module:
     """A CLIP model in fp32 on the CPU, in eval mode (see the module docstring for ``name``)."""
     clip = import_clip()
@@ -199,16 +248,14 @@ def load_clip(name: str, path: str = "") -> torch.nn.Module:
             f"a weights file, the offline testbed CLIP 'testbed', nor '{RANDOM_PREFIX}<arch>' with arch in "
             f"{sorted(RANDOM_ARCHS)}"
         )
-    with warnings.catch_warnings():
-        # clip.load first tries torch.jit.load (OpenAI's files are TorchScript archives)
-        warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
-        try:
-            model, _ = clip.load(model_file, device="cpu", jit=False)
-        except Exception as e:  # clip.load's errors on other files are internal (IndexError, KeyError, ...)
-            raise UserError(
-                f"{model_file} is not a CLIP checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:120]}): "
-                f"put OpenAI's {name if name in clip.available_models() else 'CLIP'} weights file there"
-            ) from e
+    state_dict = read_clip_state_dict(model_file)
+    try:  # what clip.load(jit=False) does, without its unrestricted torch.load
+        model = clip.model.build_model(state_dict)
+    except Exception as e:  # build_model's errors on other files are internal (IndexError, KeyError, ...)
+        raise UserError(
+            f"{model_file} is not a CLIP checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:120]}): "
+            f"put OpenAI's {name if name in clip.available_models() else 'CLIP'} weights file there"
+        ) from e
     if not hasattr(model.visual, "proj") or model.visual.proj is None:
         raise ValueError(f"{name}: TextRefiner needs a ViT image encoder (local tokens); ResNet CLIPs are not supported")
     return model.float().eval()

@@ -11,7 +11,6 @@ the pointers out of step (``checkpoint_set`` detects that and rolls back).
 """
 import os
 import os.path as osp
-import pickle
 import tempfile
 import warnings
 from collections import OrderedDict
@@ -19,6 +18,8 @@ from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
+
+from ..safe_load import load_file
 
 __all__ = [
     "atomic_save", "save_checkpoint", "save_registered_models", "write_pointer_file", "load_checkpoint",
@@ -111,19 +112,12 @@ def save_registered_models(
         write_pointer_file(path)
 
 
-def load_checkpoint(fpath: str) -> Dict[str, Any]:
-    """Load a checkpoint on the CPU.
-
-    Tensors-only files load with ``weights_only=True``; files that pickle scheduler
-    objects (Dassl's warm-up schedulers do) need the full unpickler, which torch >= 2.6
-    refuses by default. They are the user's own training outputs, so we fall back.
-    """
-    if not fpath or not osp.exists(fpath):
-        raise FileNotFoundError(f'Checkpoint not found at "{fpath}"')
-    try:
-        return torch.load(fpath, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        return torch.load(fpath, map_location="cpu", weights_only=False)
+def load_checkpoint(fpath: str, what: str = "checkpoint") -> Dict[str, Any]:
+    """Load a checkpoint on the CPU, as data only (``textrefiner.safe_load``: tensors, containers and
+    the optimizer and scheduler objects Dassl pickles; anything else is refused, naming the class)."""
+    if not fpath:
+        raise FileNotFoundError(f'{what[0].upper() + what[1:]} not found at ""')
+    return load_file(fpath, what)
 
 
 def resume_from_checkpoint(

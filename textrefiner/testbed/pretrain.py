@@ -26,6 +26,7 @@ from torchvision import transforms
 
 from ..clip_backbone import import_clip
 from ..hosts.encoders import TextEncoder
+from ..safe_load import load_file
 from .model import TESTBED_ARCH, compact_state_dict, expand_state_dict, write_compact
 from .world import COLOURS_LIST, HELD_OUT_PAIRS, SHAPES, Scene, pretraining_pair, render, sample_rng
 
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] = None) -> None:
     resume_path = args.out + ".resume.pt"
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "eval_every", "save_every")}
     if osp.isfile(resume_path):
-        state = torch.load(resume_path, map_location="cpu", weights_only=False)
+        state = load_file(resume_path, "testbed pretraining resume file")
         if state["settings"] != settings:
             raise SystemExit(f"{resume_path} was written by a run with other settings ({state['settings']}); "
                              "delete it to start again, or rerun with those settings to continue it")

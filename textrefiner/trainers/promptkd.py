@@ -60,7 +60,7 @@ def read_teacher_file(path: str) -> dict:
             "TRAINER.PROMPTKD.TEACHER_FILE to a checkpoint elsewhere, or distil from an untrained teacher with "
             "TRAINER.PROMPTKD.TEACHER_PROMPTS none (zero-shot CLIP) or init (README, 'PromptKD')"
         )
-    checkpoint = load_checkpoint(path)
+    checkpoint = load_checkpoint(path, "PromptKD teacher")
     return checkpoint.get("state_dict", checkpoint)
 
 
