@@ -146,5 +146,9 @@ def test_plots_are_written(tmp_path, capsys):
 
 
 def test_table_errors_name_the_fix(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="pass the output root"):
-        main([str(tmp_path), "--table", "xd"])
+    for root in (tmp_path, tmp_path / "missing"):  # no runs there; no such folder
+        with pytest.raises(SystemExit) as stop:
+            main([str(root), "--table", "xd"])
+        error = stop.value.code  # printed by Python as one stderr line, exit status 1
+        assert error.startswith("Error: ") and "\n" not in error
+        assert str(root) in error and error.endswith("pass the output root the launchers wrote into")

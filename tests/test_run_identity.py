@@ -132,6 +132,22 @@ def test_tables_never_average_two_settings(tmp_path):
     assert summary.get(f"CoOp ({CFG}/ep4)", "dtd", "16 shots").mean == 70.0
 
 
+def test_where_a_run_reads_and_writes_is_not_part_of_its_settings(tmp_path):
+    """Output root, data root and teacher file only say where things are: the same run elsewhere is
+    the same run, and a table pools seeds whose records differ only there (older records list them)."""
+    here = few_shot(Setup("CoOp", CFG, data="data", output=str(tmp_path / "a"), opts=tuple(LAUNCH_OPTS)), "dtd", 2, 1)
+    there = few_shot(Setup("CoOp", CFG, data="/elsewhere", output=str(tmp_path / "b"), opts=tuple(LAUNCH_OPTS)),
+                     "dtd", 2, 1)
+    assert here.output_dir != there.output_dir and here.expected == there.expected
+    assert not {"OUTPUT_DIR", "DATASET.ROOT", "SEED", "TRAINER.PROMPTSRC.TEACHER_FILE",
+                "TRAINER.PROMPTSRC.TEACHER_OVERWRITE"} & set(here.expected[1])
+
+    for seed, teacher_file in ((1, "/teachers/a.pth"), (2, "/teachers/b.pth")):
+        fake_run(tmp_path / "table", "few_shot", "dtd", seed, 60.0 + seed,
+                 settings={"OPTIM.MAX_EPOCH": 1, "TRAINER.PROMPTSRC.TEACHER_FILE": teacher_file})
+    assert protocol_summary(str(tmp_path / "table"), "few_shot").get("CoOp", "dtd", "16 shots").mean == 61.5
+
+
 def exit_and_output(capsys, *argv):
     with pytest.raises(SystemExit) as exit_info:
         parse_test_res([str(a) for a in argv])

@@ -15,6 +15,7 @@ from launch_helpers import LAUNCH_OPTS
 from textrefiner.results.layout import RunKey, run_dir
 from textrefiner.results.render import compare_table
 from textrefiner.results.tables import Stat, Summary
+from textrefiner.errors import UserError
 from textrefiner.sweep.cli import main, parse, settings_from
 
 CFG = "vit_b16_ep10_ctxv1"
@@ -52,7 +53,7 @@ def test_flags_override_the_yaml_file(tmp_path):
     assert settings.opts == ["TRAIN.PRINT_FREQ", "7"]
     assert settings_from(*parse(["--config", str(config)])).opts == ["OPTIM.MAX_EPOCH", "2"]
     config.write_text("seed: [1]\n")
-    with pytest.raises(ValueError, match="unknown sweep keys"):
+    with pytest.raises(UserError, match=r"unknown sweep key 'seed' \(did you mean seeds\?\)"):
         settings_from(*parse(["--config", str(config)]))
 
 

@@ -1,6 +1,7 @@
 """The sweep before and while it runs: no flags prints usage, a preflight lists everything the
 grid lacks at once before any job starts, progress lines carry each job's log and an ETA."""
 import importlib.util
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -13,8 +14,9 @@ from textrefiner.sweep.runner import JobOutcome
 
 def test_no_flags_prints_usage_and_runs_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="--protocol or --config"):
+    with pytest.raises(SystemExit) as stop:
         main([])
+    assert stop.value.code.startswith("Error: say what to run with --protocol or --config")
     assert "usage: python -m textrefiner.sweep" in capsys.readouterr().out
     assert not any(tmp_path.iterdir())
 
@@ -24,10 +26,12 @@ def test_preflight_lists_every_missing_dataset_and_weights_before_any_job(tmp_pa
     args = ["--protocol", "base2new", "--datasets", "dtd", "caltech101", "--trainers", "CoOp", "--seeds", "1",
             "--data", str(tmp_path / "data"), "--output", str(out), "--", "MODEL.BACKBONE.NAME",
             str(tmp_path / "ViT-B-16.pt")]
-    with pytest.raises(SystemExit, match="no-preflight"):
+    with pytest.raises(SystemExit) as stop:
         main(args)
     err = capsys.readouterr().err
     assert "Nothing started" in err and "3 problem(s)" in err
+    assert stop.value.code.startswith("Error: the 3 problem(s) above: fix them and rerun")
+    assert "--no-preflight" in stop.value.code
     assert "DescribableTextures: dataset folder not found" in err and "Caltech101: dataset folder not found" in err
     assert f"CLIP weights {tmp_path / 'ViT-B-16.pt'}: no such file" in err
     assert not out.exists(), "no job started"
@@ -45,8 +49,9 @@ def test_progress_names_each_log_and_estimates_the_rest(capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("submitit") is None or shutil.which("sbatch") is not None,
                     reason="needs submitit and a machine without SLURM")
-def test_slurm_off_a_cluster_says_what_to_do(tmp_path):
+def test_slurm_off_a_cluster_says_what_to_do(tmp_path, capsys):
     args = ["--protocol", "few_shot", "--datasets", "synthetic", "--shots", "1", "--seeds", "1", "--trainers", "CoOp",
             "--output", str(tmp_path), "--executor", "slurm", "--no-preflight"]
-    with pytest.raises(SystemExit, match="sbatch.*--executor local"):
+    with pytest.raises(SystemExit) as stop:
         main(args)
+    assert re.match(r"Error: .*sbatch.*--executor local", stop.value.code)

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from conftest import REPO, TINY
-from launch_helpers import LAUNCH_OPTS, SHOTS, launcher_env
+from launch_helpers import LAUNCH_OPTS, SHOTS, finish_without_training, launcher_env
 from textrefiner.clip_backbone import load_clip
 from textrefiner.framework import load_checkpoint
 from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner, load_teacher_state_dict
 from textrefiner.protocols.steps import Setup
 from textrefiner.protocols.teacher import TEACHER_CFG, TeacherExists, train_teacher
+from textrefiner.results.record import NOT_SETTINGS
 
 TINY_OPTS = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
              "TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.GPA_MEAN", "1", "OPTIM.MAX_EPOCH", "1"]
@@ -38,6 +39,35 @@ def test_step_paths_and_refusal(tmp_path):
         step.command()
     replace = train_teacher(setup, "oxford_pets", 1, teacher_dir=str(tmp_path / "teachers"), overwrite=True)
     assert "True" in replace.command()
+
+
+def test_where_the_teacher_is_written_is_not_part_of_the_run_s_settings(tmp_path):
+    """The same teacher for another TEACHER_DIR (or with TEACHER_OVERWRITE) is the same run: its
+    training is reused, not refused as other settings; a setting that changes the numbers still counts."""
+    setup = Setup("PromptSRC", TEACHER_CFG, data="data", output=str(tmp_path / "out"))
+    first = train_teacher(setup, "oxford_pets", 1, teacher_dir=str(tmp_path / "teachers"))
+    moved = train_teacher(setup, "oxford_pets", 1, teacher_dir=str(tmp_path / "elsewhere"))
+    replacing = train_teacher(setup, "oxford_pets", 1, teacher_dir=str(tmp_path / "elsewhere"), overwrite=True)
+    assert first.opts != moved.opts != replacing.opts  # train.py is told where to write
+    assert first.expected == moved.expected == replacing.expected
+    assert not set(NOT_SETTINGS) & set(first.expected[1])
+
+    record = finish_without_training(first)
+    os.makedirs(os.path.dirname(first.teacher_file))
+    open(first.teacher_file, "w").close()
+    assert first.done
+    assert moved.conflict() is None and not moved.done  # its file is missing: the step writes it
+    assert "TRAINER.PROMPTSRC.TEACHER_FILE" in moved.command()
+
+    # a result.json written before the teacher file left the settings still names it, with another hash
+    record["settings"]["TRAINER.PROMPTSRC.TEACHER_FILE"] = first.teacher_file
+    record["config_hash"] = "0123456789ab"
+    with open(os.path.join(first.output_dir, "result.json"), "w") as f:
+        json.dump(record, f)
+    assert first.done and moved.conflict() is None
+
+    other_lr = Setup("PromptSRC", TEACHER_CFG, data="data", output=str(tmp_path / "out"), opts=("OPTIM.LR", "0.5"))
+    assert "OPTIM.LR" in train_teacher(other_lr, "oxford_pets", 1, teacher_dir=str(tmp_path / "elsewhere")).conflict()
 
 
 def launch(data_root, output, teacher_dir, cwd, **env):
@@ -76,6 +106,16 @@ def test_teacher_from_the_launcher_is_written_once_in_the_release_layout(data_ro
                                        depth_vision=2), clip_model)
     load_teacher_state_dict(model, state)
     assert torch.equal(model.prompt_learner.vision_ctx[1], state["image_encoder.transformer.resblocks.1.VPT_shallow"])
+
+    # the same teacher for another TEACHER_DIR: the finished run is reused (no epoch trained again)
+    checkpoint = run / "prompt_learner" / "model.pth.tar-1"
+    trained_at = os.stat(checkpoint).st_mtime_ns
+    moved = launch(data_root, tmp_path / "out", tmp_path / "moved", tmp_path)
+    assert moved.returncode == 0, f"{moved.stdout[-3000:]}\n{moved.stderr[-3000:]}"
+    copy = load_checkpoint(str(tmp_path / "moved" / "Synthetic" / "VLPromptLearner" / "model-best.pth.tar"))
+    assert set(copy["state_dict"]) == set(state)
+    assert all(torch.equal(copy["state_dict"][k], state[k]) for k in state)
+    assert os.stat(checkpoint).st_mtime_ns == trained_at
 
     written = os.stat(folder / "model-best.pth.tar").st_mtime_ns
     again = launch(data_root, tmp_path / "out", teachers, tmp_path)

@@ -21,14 +21,21 @@ sweep write into):
 An average over an incomplete set (a missing dataset or seed) is marked in the table and
 makes the exit status 1 unless --accept-partial is given; --multi-exp does the same when an
 experiment has no result.
+
+A mistake in the input (a folder that is not there, a log that cannot be read, a damaged
+result.json) ends with one ``Error:`` line naming the file and the fix, exit status 1
+(``TEXTREFINER_DEBUG=1`` adds the traceback); wrong flags are argparse's usage errors (2).
 """
 import argparse
+import errno
 import os
 import sys
+import traceback
 from typing import List, Optional
 
 import numpy as np
 
+from textrefiner.errors import UserError
 from textrefiner.results.logs import END_OF_TRAINING, START_OF_RESULT, seed_results
 from textrefiner.results.paper import TABLES
 from textrefiner.results.render import FORMATS, render, save
@@ -87,6 +94,9 @@ def summarize_directory(directory: str, keyword: str, end_signal: str, ci95: boo
 
 def parse_logs(args) -> int:
     end_signal = START_OF_RESULT if args.test_log else END_OF_TRAINING
+    if not os.path.isdir(args.directory):
+        raise UserError(f"{args.directory} is not a folder: pass the folder that holds one folder per seed "
+                        f"(with --multi-exp: one folder per experiment; with --table: the output root)")
     if not args.multi_exp:
         return 0 if summarize_directory(args.directory, args.keyword, end_signal, args.ci95) is not None else 1
     means, missing = [], []
@@ -120,9 +130,9 @@ def _partial(args, what: str) -> int:
 
 def print_table(args) -> int:
     if args.paper and args.table not in TABLES:
-        raise ValueError(f"--paper: the paper has tables for {', '.join(TABLES)} only (no {args.table} table)")
+        raise UserError(f"--paper: the paper has tables for {', '.join(TABLES)} only (no {args.table} table)")
     if args.paper and (args.keyword != "accuracy" or args.compare):
-        raise ValueError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
+        raise UserError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
     summary = protocol_summary(
         args.directory, args.table, trainers=args.trainers, cfg=args.cfg, metric=args.keyword,
         datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
@@ -136,12 +146,30 @@ def print_table(args) -> int:
     return _partial(args, "see 'Missing or incomplete'") if summary.partial else 0
 
 
+def _os_error(e: OSError) -> str:
+    """What to do about a file or folder that cannot be read."""
+    where = e.filename or "a file"
+    if e.errno == errno.EISDIR:
+        return (f"{where} is a folder where a log file belongs: move or rename it (parse_test_res.py reads the "
+                f"files log.txt and log.txt-<date> of each seed folder)")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"Cannot read {where}: permission denied; fix its permissions"
+    if e.errno == errno.ENOENT:
+        return f"{where} not found: pass an existing folder"
+    return f"Cannot read {where}: {e.strerror or e}"
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        raise SystemExit(print_table(args) if args.table else parse_logs(args))
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        raise SystemExit(f"parse_test_res.py: {e}")
+        code = print_table(args) if args.table else parse_logs(args)
+    except (UserError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+        if os.environ.get("TEXTREFINER_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        message = _os_error(e) if isinstance(e, OSError) and e.errno is not None else str(e)
+        sys.stdout.flush()
+        raise SystemExit(f"Error: {' '.join(message.split())}") from None  # Python prints it to stderr, status 1
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

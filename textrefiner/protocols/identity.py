@@ -3,7 +3,10 @@ the step would use now.
 
 The settings of a run are its effective config (Dassl defaults < dataset YAML < trainer YAML
 < the step's flags < its ``KEY VALUE`` overrides), the same one ``train.py`` builds, minus
-what differs between the seeds of one experiment (``results.record.config_hash``). Every
+the seed and every key that only says where data is read or outputs are written (the output
+folder, the data root, a teacher file and whether it may be replaced): one list,
+``results.record.NOT_SETTINGS``, which ``config_hash``, ``config_settings`` and ``differences``
+all leave out, so the same run written elsewhere is the same run. Every
 ``result.json`` records their hash and the settings themselves; the launchers also write
 ``run_settings.json`` into a folder before its run starts, so an interrupted folder is only
 resumed with the settings it was started with.

@@ -13,6 +13,10 @@ atomically, in the release's layout under the teacher root::
 
 An existing teacher file is never replaced unless asked (``TEACHER_OVERWRITE=1``): the step then
 stops before training. The step is done when its run holds ``result.json`` and the file exists.
+Where the file goes (``TEACHER_FILE``, so ``TEACHER_DIR``) and ``TEACHER_OVERWRITE`` are not part
+of the run's settings (``results.record.PATH_KEYS``): the same teacher asked for under another
+``TEACHER_DIR`` reuses its finished run (train.py resumes it at its last epoch, trains nothing
+more, and writes the file there) instead of being refused as a run with other settings.
 """
 import os.path as osp
 from dataclasses import dataclass

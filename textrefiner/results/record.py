@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import UserError
 from ..metrics import macro_f1_score
 
 RESULT_FILE = "result.json"
@@ -17,17 +18,32 @@ SETTINGS_FILE = "run_settings.json"
 #: the record's keys that identify its settings
 HASH_KEY = "config_hash"
 SETTINGS_KEY = "settings"
-# Keys that differ between the runs of one experiment (seeds, folders) and so stay out of the config hash.
-_RUN_SPECIFIC_KEYS = ("OUTPUT_DIR", "RESUME", "SEED")
+#: Keys that only say where a run reads its data and writes its outputs (its folder, the teacher
+#: file a PromptSRC run writes and whether it may replace one): the same run written elsewhere is
+#: the same run. Key -> the value the hash sees in its place: the key's default where it has one,
+#: so a run that never set the key keeps the hash it had before the key joined this list. Add any
+#: new output-path key here: run identity (below) and the resume check (trainers/resume.py) read it.
+PATH_KEYS = {
+    "OUTPUT_DIR": "", "RESUME": "", "DATASET.ROOT": "",
+    "TRAINER.PROMPTSRC.TEACHER_FILE": "", "TRAINER.PROMPTSRC.TEACHER_OVERWRITE": False,
+}
+#: Keys that are not a run's settings, so they stay out of its identity (``config_hash``,
+#: ``config_settings``, ``differences``): the paths, and the seed (what differs between the seeds
+#: of one experiment).
+NOT_SETTINGS = {**PATH_KEYS, "SEED": ""}
 
 
 def config_hash(cfg) -> str:
-    """Short digest of the config, ignoring output folders, seed and data root."""
+    """Short digest of the config, ignoring the keys of ``NOT_SETTINGS``."""
     clone = cfg.clone()
     clone.defrost()
-    for key in _RUN_SPECIFIC_KEYS:
-        clone[key] = ""
-    clone.DATASET.ROOT = ""
+    for key, neutral in NOT_SETTINGS.items():
+        *parents, leaf = key.split(".")
+        node = clone
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = neutral
     return hashlib.sha1(clone.dump().encode()).hexdigest()[:12]
 
 
@@ -44,14 +60,15 @@ def config_settings(cfg) -> Dict[str, object]:
                 flat[prefix + key] = value
 
     walk(cfg, "")
-    for key in (*_RUN_SPECIFIC_KEYS, "DATASET.ROOT"):
+    for key in NOT_SETTINGS:
         flat.pop(key, None)
     return json.loads(json.dumps(flat, default=str))
 
 
 def differences(there: Dict[str, object], here: Dict[str, object]) -> List[tuple]:
-    """(key, value there, value here) for every key both have whose values differ."""
-    return [(k, there[k], here[k]) for k in sorted(set(there) & set(here)) if there[k] != here[k]]
+    """(key, value there, value here) for every key both have whose values differ; keys of
+    ``NOT_SETTINGS`` (which records written before a key joined it still carry) do not count."""
+    return [(k, there[k], here[k]) for k in sorted(set(there) & set(here) - set(NOT_SETTINGS)) if there[k] != here[k]]
 
 
 def same_records(a: dict, b: dict) -> bool:
@@ -149,6 +166,22 @@ def write_result(output_dir: str, record: dict) -> str:
     return path
 
 
+class DamagedRecord(UserError, ValueError):
+    """A result.json or run_settings.json that is not a JSON record (cut short, overwritten)."""
+
+
 def read_result(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    """The record in ``path``; a damaged file is a ``DamagedRecord`` naming it and what to do."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        problem = f"not valid JSON ({' '.join(str(e).split())[:120]})"
+    else:
+        if isinstance(record, dict):
+            return record
+        problem = f"not a record (a JSON {type(record).__name__})"
+    raise DamagedRecord(
+        f"{path} is damaged: {problem}, e.g. a copy cut short. Delete it and rerun the job that wrote it "
+        f"(its launcher or sweep runs that folder again)"
+    )

@@ -7,8 +7,11 @@
     python -m textrefiner.sweep --protocol base2new --dry-run     # the paper's grid, listed only
 
 A sweep needs --protocol or --config: without either it prints this help and runs nothing.
-Before the first job, every dataset, CLIP weights file and output folder the grid needs is
-checked and all problems are listed at once (--no-preflight skips the check).
+Before anything runs, the whole sweep file and the flags are checked (types, empty lists, unknown
+keys, YAML syntax) and so is the config every step would build (train.py's checks: unknown config
+keys, values out of range); a mistake ends the sweep with one ``Error:`` line and exit status 1.
+Then every dataset, CLIP weights file and output folder the grid needs is checked and all
+problems are listed at once (--no-preflight skips this second check).
 
 Flags override the YAML file's keys (textrefiner/sweep/settings.py lists them); train.py
 ``KEY VALUE`` overrides come after ``--``. A job whose steps all hold ``result.json`` is
@@ -21,13 +24,15 @@ import json
 import os
 import sys
 import time
+import traceback
 from typing import List, Optional, Tuple
 
+from ..errors import UserError
 from ..protocols import PROTOCOLS
 from ..results.render import render, save
 from ..results.tables import protocol_summary
 from .executors import EXECUTORS, Progress
-from .preflight import preflight
+from .preflight import check_configs, preflight
 from .runner import JobOutcome, skipped
 from .settings import SweepSettings, load_yaml
 
@@ -76,7 +81,9 @@ def settings_from(args: argparse.Namespace, opts: Optional[List[str]]) -> SweepS
     if args.config:
         settings.update(load_yaml(args.config), args.config)
     flags = {k: v for k, v in vars(args).items() if k not in ("config", "dry_run", "save", "slurm", "no_preflight")}
-    settings.update({**flags, "opts": opts}, "command line")
+    settings.update(flags, "command line")
+    if opts is not None:  # after "--": replaces the file's opts (nothing after it: no overrides)
+        settings.opts = list(opts)
     if args.slurm:
         settings.slurm.update(_parameter(kv) for kv in args.slurm)
     return settings.resolve()
@@ -85,7 +92,7 @@ def settings_from(args: argparse.Namespace, opts: Optional[List[str]]) -> SweepS
 def _parameter(text: str) -> tuple:
     key, sep, value = text.partition("=")
     if not sep:
-        raise SystemExit(f"--slurm takes KEY=VALUE pairs, got {text!r}")
+        raise UserError(f"--slurm takes KEY=VALUE pairs, got {text!r}")
     return key, int(value) if value.isdigit() else value
 
 
@@ -145,15 +152,35 @@ def print_outcomes(outcomes: List[JobOutcome]) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """A mistake in the input (the sweep file, flags, the config a step would build, an output
+    folder the sweep cannot use) ends the sweep with one ``Error:`` line and exit status 1, before
+    any job starts; ``TEXTREFINER_DEBUG=1`` adds the traceback. Usage errors are argparse's (2)."""
     args, opts = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        sweep(args, opts)
+    except UserError as e:
+        if os.environ.get("TEXTREFINER_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        sys.stdout.flush()
+        raise SystemExit(f"Error: {' '.join(str(e).split())}") from None  # Python prints it to stderr, status 1
+
+
+def sweep(args: argparse.Namespace, opts: Optional[List[str]]) -> None:
     if not (args.protocol or args.config):
         build_parser().print_help()
-        raise SystemExit("\nsweep: say what to run with --protocol or --config (add --dry-run to list the jobs first)")
+        raise UserError("say what to run with --protocol or --config (add --dry-run to list the jobs first)")
     try:
         settings = settings_from(args, opts)
         jobs = settings.jobs()
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"sweep: {e}")
+    except (ValueError, FileNotFoundError) as e:  # a run tag, a protocol key in opts, a config file not found
+        raise UserError(str(e)) from None
+    if opts:
+        opts_source = "the overrides after --"
+    elif args.config and settings.opts:
+        opts_source = f"the opts of {args.config}"
+    else:
+        opts_source = "no overrides"
+    check_configs(jobs, opts_source)
     print(f"Sweep: {settings.protocol}, {len(settings.datasets)} dataset(s) x {len(settings.shots)} shot count(s) x "
           f"{len(settings.seeds)} seed(s) x {len(settings.trainers)} trainer(s) = {len(jobs)} jobs; "
           f"executor {settings.executor}; output {settings.output}")
@@ -166,13 +193,16 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"\nNothing started: the grid cannot run as it is ({len(problems)} problem(s)):", file=sys.stderr)
             for problem in problems:
                 print(f"  - {problem}", file=sys.stderr)
-            raise SystemExit("Fix them and rerun (python -m textrefiner.data.doctor --root DATA checks datasets "
-                             "in depth), or pass --no-preflight to start anyway.")
+            raise UserError(f"the {len(problems)} problem(s) above: fix them and rerun (python -m "
+                            "textrefiner.data.doctor --root DATA checks datasets in depth), or pass --no-preflight "
+                            "to start anyway")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
         outcomes = run_jobs(settings, jobs)
     except RuntimeError as e:  # an executor that cannot start here: say which one to use
-        raise SystemExit(f"sweep: {e}")
+        if isinstance(e, UserError):
+            raise
+        raise UserError(str(e)) from None
     write_report(settings, outcomes, started)
     print_outcomes(outcomes)
     print_table(settings, args.save)
@@ -188,6 +218,8 @@ def write_report(settings: SweepSettings, outcomes, started: str) -> None:
         "jobs": [o.as_dict() for o in outcomes],
     }
     path = os.path.join(settings.log_dir, "sweep_report.json")
-    with open(path, "w") as f:
+    tmp = f"{path}.tmp-{os.getpid()}"  # a sweep finishing at the same moment never reads half a report
+    with open(tmp, "w") as f:
         json.dump(report, f, indent=2)
+    os.replace(tmp, path)
     print(f"Report: {path}")

@@ -1,6 +1,12 @@
 """Before a sweep's first job: everything the whole grid needs, checked at once, so a missing
 dataset or CLIP weights file stops the sweep with one list instead of failing every job in turn.
 
+First, always (``check_configs``): the config ``train.py`` would build for each step, with the
+checks ``train.py`` runs before it writes anything (``cli/checks.py``: unknown keys with the
+closest valid one, values of the wrong type, values outside their choices or ranges). A
+mistake there, e.g. ``opts: {OPTIM.MAX_EPOCH: -1}``, would fail every job: it stops the sweep
+with one ``UserError`` instead.
+
 Checked: each dataset's folder and split or list files (what ``python -m textrefiner.data.doctor``
 checks first, without reading images), the CLIP weights each step's config names, and folders
 holding a run made with other settings (``protocols/identity.py``).
@@ -8,8 +14,39 @@ holding a run made with other settings (``protocols/identity.py``).
 import os.path as osp
 from typing import List, Sequence
 
+from ..errors import UserError
 from ..protocols import Job
 from ..results.benchmarks import XD_SOURCE
+
+
+def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts") -> None:
+    """Build each step's config as train.py does and run train.py's input checks on it; the first
+    mistake is a UserError naming the step and where the overrides came from (``opts_source``).
+    Steps that differ only in their seed (and so their folder) are checked once."""
+    # imported here: building a config imports the framework (torch)
+    from ..cli.checks import check_cfg_values
+    from ..cli.train import build_parser, register_plugins, setup_cfg
+
+    register_plugins()
+    checked = set()
+    for job in jobs:
+        for step in job.steps:
+            key = step.key
+            group = (key.kind, key.dataset, key.shots, key.trainer, key.cfg, key.tag, step.opts)
+            if group in checked:
+                continue
+            checked.add(group)
+            try:
+                # merge_config (inside setup_cfg) and check_cfg_values: the checks train.py runs
+                check_cfg_values(setup_cfg(build_parser().parse_args(list(step.flags + step.opts))))
+            except UserError as e:
+                message = " ".join(str(e).split())
+                if " in the command line" in message:  # merge_config's word for train.py's KEY VALUE pairs
+                    message = message.replace(" in the command line", f" in {opts_source}")
+                else:
+                    message += f" (with {opts_source})"
+                raise UserError(f"{message}; the config of {key.kind} {key.dataset} {key.trainer} {key.cfg} "
+                                "would fail in train.py: nothing started") from None
 
 
 def dataset_problems(data_root: str, datasets: Sequence[str]) -> List[str]:

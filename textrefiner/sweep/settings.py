@@ -20,7 +20,13 @@ Every key (all optional):
     log_dir: output/sweep_logs    # per-job logs and sweep_report.json (default: <output>/sweep_logs)
     compare: [CoOp, CoOp_TextRefiner]   # the final table: A and B side by side, with B-A; default
                                   # with two trainers: the baseline as A, its TextRefiner variant as B
+
+The whole file is checked before anything runs (``UserError``, one line naming the key): an
+unknown key, a value of the wrong type, an empty list or mapping (leave the key out for its
+default), a list naming one item twice. ``opts`` are then checked against the project's config
+by ``preflight.check_configs``.
 """
+import difflib
 import os
 import os.path as osp
 from dataclasses import dataclass, field, fields
@@ -28,8 +34,10 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
-from ..protocols import DEFAULT_DATASETS, DEFAULT_SHOTS, PROTOCOLS, Job, Setup, get_host
+from ..errors import UserError
+from ..protocols import DEFAULT_DATASETS, DEFAULT_SHOTS, HOSTS, PROTOCOLS, Job, Setup, get_host
 from ..results.benchmarks import SEEDS, paper_order
+from .executors import EXECUTORS
 
 
 @dataclass
@@ -53,22 +61,33 @@ class SweepSettings:
     compare: Optional[List[str]] = None
 
     def update(self, values: Dict[str, Any], source: str) -> "SweepSettings":
-        """Set the given keys (None values are ignored); unknown keys fail naming the known ones."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown sweep keys {unknown}; known: {sorted(known)}")
+        """Set the given keys after checking each one's type (``UserError`` naming the key, the type
+        expected and ``source``). None values are ignored for flags (not given) and refused in a
+        file (``datasets:`` with nothing after it would silently mean the default)."""
+        known = [f.name for f in fields(self)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise UserError(f"{source}: unknown sweep key {key!r}{hint}; the keys are {', '.join(known)} "
+                                f"(textrefiner/sweep/settings.py)")
         for key, value in values.items():
+            if value is None and source != "command line":
+                raise UserError(f"{source}: {key} has no value: give one, or leave the key out for the default")
             if value is not None:
-                setattr(self, key, _flat_opts(value) if key == "opts" else value)
+                setattr(self, key, _checked(key, value, source))
         return self
 
     def resolve(self) -> "SweepSettings":
         """Fill the defaults that depend on the protocol and host; check the choices."""
-        if self.gpus and self.executor != "local":
-            raise ValueError("gpus is for the local executor; on SLURM ask for GPUs with slurm: {gpus_per_node: 1}")
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
+            raise UserError(f"protocol must be one of {sorted(PROTOCOLS)}, got {self.protocol!r}")
+        if self.executor not in EXECUTORS:
+            raise UserError(f"executor must be one of {sorted(EXECUTORS)}, got {self.executor!r}")
+        if self.gpus and self.executor != "local":
+            raise UserError("gpus is for the local executor; on SLURM ask for GPUs with slurm: {gpus_per_node: 1}")
+        if self.host not in HOSTS:
+            raise UserError(f"host must be one of {sorted(HOSTS)} (textrefiner/protocols/hosts.py), got {self.host!r}")
         host = get_host(self.host)
         self.trainers = list(self.trainers or host.trainers)
         self.cfg = self.cfg or host.configs[self.protocol]
@@ -77,6 +96,10 @@ class SweepSettings:
         self.seeds = [int(s) for s in self.seeds]
         self.gpus = [str(g) for g in self.gpus]
         self.log_dir = self.log_dir or osp.join(self.output, "sweep_logs")
+        unknown = [t for t in self.compare or () if t not in self.trainers]
+        if unknown:
+            raise UserError(f"compare names {', '.join(unknown)}, which this sweep does not run (its trainers: "
+                            f"{', '.join(self.trainers)})")
         if self.compare is None and len(self.trainers) == 2:
             # the baseline first (A) and its TextRefiner variant second (B), whatever order the
             # trainers run in (the host lists CoOp_TextRefiner first): B-A is TextRefiner's gain
@@ -100,9 +123,95 @@ def _flat_opts(opts) -> List[str]:
     return [str(x) for x in opts]
 
 
+def _whole(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _scalar(x) -> bool:
+    return isinstance(x, (str, int, float)) and not isinstance(x, bool)
+
+
+#: list key -> (what each item must be, the check, an example); items may not repeat unless noted
+_LISTS = {
+    "trainers": ("trainer names", _scalar, "[CoOp, CoOp_TextRefiner]"),
+    "datasets": ("dataset config names", _scalar, "[caltech101, dtd]"),
+    "seeds": ("whole numbers >= 0", _whole, "[1, 2, 3]"),
+    "shots": ("whole numbers >= 0", _whole, "[1, 2, 4, 8, 16]"),
+    "gpus": ("GPU numbers", _scalar, "[0, 1]"),
+    "compare": ("two trainer names", _scalar, "[CoOp, CoOp_TextRefiner]"),
+}
+#: keys whose value is one string (a number is taken as its text, e.g. tag: 20)
+_STRINGS = ("protocol", "host", "cfg", "data", "output", "tag", "executor", "log_dir")
+#: keys whose list may name an item twice (two jobs at a time on one GPU)
+_REPEATABLE = ("gpus",)
+
+
+def _type_name(value) -> str:
+    return {bool: "true/false", dict: "a mapping", list: "a list", str: "a string", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _checked(key: str, value, source: str):
+    """``value`` for sweep key ``key`` if it has the right type, else a UserError saying what is expected."""
+    where = f"--{key.replace('_', '-')}" if source == "command line" else f"{source}: {key}"
+    got = f"got {_type_name(value)} {value!r}"
+    if key in _LISTS:
+        items, check, example = _LISTS[key]
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where} must be a list of {items} (e.g. {key}: {example}), {got}")
+        if not value:
+            raise UserError(f"{where} is an empty list: name at least one, or leave the key out for the default")
+        bad = [x for x in value if not check(x)]
+        if bad:
+            raise UserError(f"{where} must be a list of {items} (e.g. {key}: {example}); {bad[0]!r} is not")
+        repeated = sorted({str(x) for x in value if list(value).count(x) > 1})
+        if repeated and key not in _REPEATABLE:
+            raise UserError(f"{where} names {', '.join(repeated)} more than once: list each once")
+        if key == "compare" and len(value) != 2:
+            raise UserError(f"{where} takes two trainer names A and B (e.g. {key}: {example}), {got}")
+        return list(value) if check is _whole else [str(x) for x in value]
+    if key in _STRINGS:
+        if not _scalar(value):
+            raise UserError(f"{where} must be a single name or path, {got}")
+        if not str(value).strip():
+            raise UserError(f"{where} is empty: give a value, or leave the key out for the default")
+        return str(value)
+    if key == "overwrite":
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, {got}")
+        return value
+    if key == "slurm":
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping of submitit parameters (e.g. slurm: "
+                            f"{{slurm_partition: gpu, timeout_min: 600}}), {got}")
+        if not value:
+            raise UserError(f"{where} is an empty mapping: give parameters, or leave the key out")
+        return dict(value)
+    if key == "opts":
+        if not isinstance(value, (dict, list, tuple)):
+            raise UserError(f"{where} must be a mapping of train.py config keys to values (e.g. opts: "
+                            f"{{OPTIM.MAX_EPOCH: 2}}) or a flat KEY VALUE list, {got}")
+        if not value:
+            raise UserError(f"{where} is empty: give KEY VALUE overrides, or leave the key out for none")
+        return _flat_opts(value)
+    return value
+
+
 def load_yaml(path: str) -> Dict[str, Any]:
-    with open(path) as f:
-        values = yaml.safe_load(f) or {}
+    """The sweep file's keys; a missing, unreadable or broken file is a UserError naming it."""
+    if not osp.isfile(path):
+        what = "is a folder" if osp.isdir(path) else "not found"
+        raise UserError(f"Sweep file {path} {what}: pass a YAML file with --config (configs/sweeps/ has examples)")
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML ({' '.join(str(e).split())}): fix the syntax there") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"Cannot read sweep file {path}: {e}") from None
+    if values is None:
+        raise UserError(f"{path} is empty: a sweep file needs at least protocol: (see textrefiner/sweep/settings.py)")
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: a sweep file is a mapping of keys (see textrefiner/sweep/settings.py)")
+        raise UserError(f"{path}: a sweep file is a mapping of keys (see textrefiner/sweep/settings.py), "
+                        f"got {_type_name(values)}")
     return values

@@ -21,12 +21,14 @@ from textrefiner.framework import build_lr_scheduler
 from textrefiner.framework.checkpoint import load_checkpoint
 from textrefiner.framework.checkpoint_set import checkpoint_folders, find_resume_set, remove_partial_files
 from textrefiner.framework.run_state import capture_rng_state, restore_rng_state
+from textrefiner.results.record import PATH_KEYS
 
 RUN_KEY = "textrefiner_run"
 
-# Settings that do not change the numbers a run computes (paths, logging, the final test's split).
+# Settings that do not change the numbers a run computes (paths, logging, the final test's split);
+# PATH_KEYS (where a run reads data and writes outputs) are shared with run identity.
 _NEUTRAL_KEYS = {
-    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "MODEL.BACKBONE.PATH", "VERBOSE", "TRAIN.PRINT_FREQ",
+    *PATH_KEYS, "MODEL.BACKBONE.PATH", "VERBOSE", "TRAIN.PRINT_FREQ",
     "TRAIN.CHECKPOINT_FREQ", "TRAIN.EXTEND_EPOCHS", "TEST.SPLIT",
 }
 
