@@ -132,7 +132,8 @@ CASES = [
     ("locked folder", lambda r, o, t, p: args(r, o), "is being written by process"),
     ("output is a file", lambda r, o, t, p: args(r, p / "file" / "out"), "a file stands where a folder should be"),
     ("CLIP file not a checkpoint", lambda r, o, t, p: args(r, o, opts=[
-        "MODEL.BACKBONE.NAME", "ViT-B/16", "MODEL.BACKBONE.PATH", REPO / "README.md"]), "is not a CLIP checkpoint"),
+        "MODEL.BACKBONE.NAME", "ViT-B/16", "MODEL.BACKBONE.PATH", REPO / "README.md"]),
+     "cannot be read as a CLIP weights file"),
     ("label out of range", lambda r, o, t, p: args(r, o), "labels [37]"),
     ("truncated images", lambda r, o, t, p: args(r, o), "2 unreadable images"),
     ("full disk", lambda r, o, t, p: args(r, o), "on a full disk"),
@@ -173,9 +174,17 @@ def test_bad_input_gives_one_clear_line(case, build_argv, fragment, data_root, t
         ROOT_SETUP[case](root)
     out = tmp_path / "out"
     _prepare(case, out, tmp_path, monkeypatch, trained)
-    argv = [str(a) for a in build_argv(str(root), out, trained, tmp_path)]
+    assert_refused(build_argv(str(root), out, trained, tmp_path), root, capsys, fragment,
+                   locked=case == "locked folder")
+
+
+def assert_refused(argv, root: Path, capsys, fragment: str, locked: bool = False, untouched=()) -> str:
+    """train.py ``argv`` exits 1 with one ``Error:`` line holding ``fragment``, no traceback, and leaves
+    ``root``, the output folder's files and every file of ``untouched`` as they were; returns the line."""
+    argv = [str(a) for a in argv]
     out_dir = Path(argv[argv.index("--output-dir") + 1])
     before_root, before_out = fingerprint(root), fingerprint(out_dir, skip_logs=True) if out_dir.is_dir() else {}
+    before_files = {str(f): Path(f).read_bytes() for f in untouched}
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     captured = capsys.readouterr()
@@ -186,10 +195,12 @@ def test_bad_input_gives_one_clear_line(case, build_argv, fragment, data_root, t
     assert len(errors) == 1, text[-3000:]
     assert fragment in errors[0], errors[0]
     assert fingerprint(root) == before_root
+    assert {f: Path(f).read_bytes() for f in before_files} == before_files
     if before_out:
         after = fingerprint(out_dir, skip_logs=True)
         assert {k: v for k, v in after.items() if k in before_out} == before_out
-        assert "train.lock" not in after or case == "locked folder"
+        assert "train.lock" not in after or locked
+    return errors[0]
 
 
 def test_catalogue_has_at_least_30_cases():

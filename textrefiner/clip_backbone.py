@@ -217,7 +217,7 @@ def read_clip_state_dict(model_file: str) -> Dict[str, torch.Tensor]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
             return torch.jit.load(model_file, map_location="cpu").state_dict()
-    state = load_file(model_file, "CLIP weights")
+    state = load_file(model_file, "CLIP weights file")
     if not isinstance(state, dict):
         raise UserError(f"{model_file} holds a {type(state).__name__}, not CLIP weights (a state_dict): put OpenAI's "
                         "CLIP weights file there")

@@ -8,3 +8,9 @@ its traceback.
 
 class UserError(RuntimeError):
     """Raised for input the user can fix; the message says how."""
+
+
+class SettingError(UserError, ValueError):
+    """A setting that cannot work with this model or data (a prompt deeper than the CLIP, a
+    weighting that gives every epoch weight 0, a file that does not fit); the message names the
+    key and the fix. Also a ValueError, for code that checks arguments."""

@@ -21,7 +21,8 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["TRUST_ENV", "UnsafeFileError", "UnreadableFileError", "load_file", "trusted", "ALLOWED_CLASS_NAMES"]
+__all__ = ["TRUST_ENV", "UnsafeFileError", "UnreadableFileError", "load_file", "trusted", "ALLOWED_CLASS_NAMES",
+           "non_finite"]
 
 TRUST_ENV = "TEXTREFINER_TRUSTED_FILES"
 
@@ -129,13 +130,23 @@ def load_file(path: str, what: str = "checkpoint") -> Any:
                 f"{TRUST_ENV}={path}) and rerun"
             ) from None
         raise _unreadable(path, what, e) from None
-    except (RuntimeError, EOFError, ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError) as e:
+    except PermissionError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, UnicodeDecodeError, KeyError, IndexError, TypeError) as e:
         raise _unreadable(path, what, e) from None
+
+
+def non_finite(state: Any) -> List[str]:
+    """Keys of the floating-point tensors of a state_dict that hold NaN or inf (a diverged run's file)."""
+    return [k for k, v in state.items()
+            if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _unreadable(path: str, what: str, error: Exception) -> UnreadableFileError:
     detail = " ".join(str(error).split())[:100] or type(error).__name__
-    if "central directory" in detail or isinstance(error, EOFError):
+    if "Weights only load failed" in detail:  # torch's advice to unpickle everything; not ours to give
+        detail = "not a torch checkpoint"
+    if "central directory" in detail or isinstance(error, (EOFError, OSError)):
         why = "it is truncated (an interrupted copy or download?)"
     else:
         why = f"it is not a file torch.save wrote ({detail})"

@@ -7,8 +7,12 @@ leaves the model as it was. ``--model-dir`` needs exactly the trainer's modules;
 """
 from typing import Dict, Optional
 
+import torch
 import torch.nn as nn
 
+from ..errors import UserError
+from ..framework.checkpoint import load_checkpoint
+from ..safe_load import non_finite
 from .upstream import BEST_FILE, Mapped, ReleaseCheckpoint, UpstreamCheckpointError, find_release, read_release, \
     release_layout
 
@@ -39,6 +43,11 @@ def _check_module(name: str, module: nn.Module, mapped: Dict[str, Mapped], relea
 def load_release(models: Dict[str, nn.Module], release: ReleaseCheckpoint, require_all: bool) -> None:
     """Load ``release`` into ``models`` (registered name -> module); ``require_all``: the two must
     hold the same modules (evaluation), otherwise the common ones are loaded (initialisation)."""
+    bad = [m.source for keys in release.modules.values() for m in keys.values()
+           if torch.is_tensor(m.value) and m.value.is_floating_point() and not bool(torch.isfinite(m.value).all())]
+    if bad:
+        raise UpstreamCheckpointError(f"{', '.join(bad[:3])} hold NaN or inf: the release checkpoint is damaged "
+                                      "(copy it again from its source)")
     ours, theirs = set(models), set(release.modules)
     if (require_all and ours != theirs) or not ours & theirs:
         raise UpstreamCheckpointError(
@@ -79,3 +88,51 @@ def init_from_release(models: Dict[str, nn.Module], path: str) -> bool:
         return False
     load_release(models, release, require_all=False)
     return True
+
+
+#: per-class buffers a prompt learner rebuilds from the class names (another dataset's never fit)
+CLASS_BUFFERS = ("token_prefix", "token_suffix", "tokenized_prompts")
+
+
+def init_from_file(models: Dict[str, nn.Module], path: str) -> None:
+    """``MODEL.INIT_WEIGHTS`` for a checkpoint this project (or Dassl) wrote: every module takes the
+    file's tensors of its own names and shapes (the class buffers are rebuilt, not taken).
+
+    Refuses, before touching a module, a file none of whose tensors fits, one whose tensor of a
+    module's name has another shape (other prompt settings), and one holding NaN or inf.
+    """
+    checkpoint = load_checkpoint(path, "MODEL.INIT_WEIGHTS checkpoint")
+    state = checkpoint.get("state_dict", checkpoint)
+    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items() if torch.is_tensor(v)}
+    bad = non_finite(state)
+    if bad:
+        raise UserError(f"MODEL.INIT_WEIGHTS {path} holds NaN or inf in {', '.join(bad[:4])}: the run that wrote it "
+                        "diverged; start from another checkpoint")
+    taken, wrong = {}, []
+    for name, module in models.items():
+        own = module.state_dict()
+        for key, value in state.items():
+            if key not in own or key.rsplit(".", 1)[-1] in CLASS_BUFFERS:
+                continue
+            if value.shape == own[key].shape:
+                taken.setdefault(name, {})[key] = value
+            else:
+                wrong.append(f"{key} {tuple(value.shape)} there, {tuple(own[key].shape)} in {name}")
+    if wrong:
+        raise UserError(f"MODEL.INIT_WEIGHTS {path} does not fit these settings ({'; '.join(wrong[:3])}): pass the "
+                        "prompt settings (N_CTX, CTX_INIT, CSC, PROMPT_DEPTH, ...) of the run that wrote it")
+    if not taken:
+        modules = {name: sorted(module.state_dict())[:3] for name, module in models.items()}
+        raise UserError(f"MODEL.INIT_WEIGHTS {path} fits none of this trainer's modules (its tensors: "
+                        f"{sorted(state)[:4]}; the modules' {modules}): pass a checkpoint of this trainer's "
+                        "modules, e.g. <output>/prompt_learner/model.pth.tar-<epoch> of a run of it")
+    for name, module in models.items():
+        values = taken.get(name, {})
+        if values:
+            module.load_state_dict({**module.state_dict(), **values})
+        print(f"{name}: {len(values)} of {len(module.state_dict())} tensors initialised from {path}"
+              + ("" if values else " (none there: it keeps its initial weights)"))
+    unused = sorted(set(state) - {k for values in taken.values() for k in values}
+                    - {k for k in state if k.rsplit(".", 1)[-1] in CLASS_BUFFERS})
+    if unused:
+        print(f"Not used from {path}: {unused[:8]}{' ...' if len(unused) > 8 else ''}")

@@ -47,6 +47,9 @@ MINIMUMS: Dict[str, tuple] = {
     "DATALOADER.TEST.BATCH_SIZE": (1, "evaluation images per batch"),
     "DATALOADER.NUM_WORKERS": (0, "data-loading processes"),
     "TRAIN.PRINT_FREQ": (1, "batches between progress lines"),
+    "OPTIM.WARMUP_EPOCH": (0, "warm-up epochs"),
+    # Dassl's -1 (its default) and 0 (PromptKD's shots_0) mean every training image
+    "DATASET.NUM_SHOTS": (-1, "images per class; -1 or 0 for every training image"),
 }
 #: key -> the closed range of a fraction or weight
 RANGES: Dict[str, tuple] = {
@@ -55,6 +58,13 @@ RANGES: Dict[str, tuple] = {
     "TRAINER.TEXTREFINER.LAMBDA_SEM": (0.0, math.inf),
     "TRAINER.TEXTREFINER.LAMBDA_REG": (0.0, math.inf),
     "OPTIM.LR": (1e-12, math.inf),
+    "OPTIM.WEIGHT_DECAY": (0.0, math.inf),
+    "OPTIM.MOMENTUM": (0.0, 1.0),
+    "TRAINER.PROMPTKD.KD_WEIGHT": (1e-12, math.inf),
+    "TRAINER.PROMPTKD.TEMPERATURE": (1e-12, math.inf),
+    "TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT": (0.0, math.inf),
+    "TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT": (0.0, math.inf),
+    "TRAINER.PROMPTSRC.GPA_STD": (1e-12, math.inf),
 }
 
 
@@ -81,6 +91,27 @@ def _foreign_trainer_hint(key: str, cfg) -> str:
             f"{sections}): use a config of configs/trainers/<Trainer>/ for one of its trainers")
 
 
+def duplicate_keys(path: str) -> List[str]:
+    """Keys that a YAML file gives twice in one mapping (YAML keeps the last silently), with their lines."""
+    import yaml
+
+    found = []
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+                if key in seen:
+                    found.append(f"{key} (lines {seen[key]} and {line})")
+                seen.setdefault(key, line)
+            return super().construct_mapping(node, deep=deep)
+
+    with open(path, encoding="utf-8") as f:
+        yaml.load(f, Loader=Loader)
+    return found
+
+
 def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
     """``cfg.merge_from_file(path)`` or ``cfg.merge_from_list(opts)``, with yacs's errors made one line."""
     where = path or "the command line"
@@ -88,6 +119,10 @@ def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
         raise UserError(f"Config overrides come in KEY VALUE pairs; got an odd number: {list(opts)}")
     try:
         if path:
+            twice = duplicate_keys(path)
+            if twice:
+                raise UserError(f"{path} gives {', '.join(twice)} twice; YAML would keep only the last (a second "
+                                "block replaces the whole first one): merge them into one")
             cfg.merge_from_file(path)
         else:
             cfg.merge_from_list(list(opts))
@@ -100,6 +135,8 @@ def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
                         f"{_foreign_trainer_hint(key, cfg)}") from None
     except ValueError as e:  # yacs: "Type mismatch (<class 'float'> vs. <class 'str'>) with values (...) for config key: K"
         raise UserError(f"Bad value in {where}: {' '.join(str(e).split())}; give a value of the key's type") from None
+    except UserError:
+        raise
     except Exception as e:  # a YAML syntax error, a file that is not a mapping
         raise UserError(f"Cannot read {where}: {' '.join(str(e).split())[:300]}") from None
 
@@ -159,6 +196,17 @@ def check_cfg_values(cfg) -> None:
     if not cfg.OUTPUT_DIR:
         raise UserError("No output folder: pass --output-dir")
     _check_backbone(cfg.MODEL.BACKBONE.NAME)
+
+
+def config_warnings(cfg) -> List[str]:
+    """Settings that run but likely not as meant (printed as ``Warning:`` lines into the log)."""
+    warned = []
+    optim = cfg.OPTIM
+    if 0 < optim.MAX_EPOCH <= optim.WARMUP_EPOCH:
+        warned.append(f"OPTIM.WARMUP_EPOCH {optim.WARMUP_EPOCH} >= OPTIM.MAX_EPOCH {optim.MAX_EPOCH}: every epoch is "
+                      f"a warm-up epoch, so the run never trains at OPTIM.LR {optim.LR:g}; lower OPTIM.WARMUP_EPOCH "
+                      "(0: no warm-up) if that is not what you meant")
+    return warned
 
 
 def _check_backbone(name: str) -> None:

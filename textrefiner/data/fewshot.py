@@ -83,10 +83,13 @@ class FewShotCache:
         path = self.path(num_shots, seed)
         cached = self._read(path)
         if cached is not None:
-            if cached.get("setting") == setting:
+            if cached.get("setting") != setting:
+                print(f"Few-shot cache {path} was drawn with a different setting or split; drawing it again")
+            elif not (_drawn_from(cached["train"], train) and _drawn_from(cached["val"], val)):
+                print(f"Few-shot cache {path} holds records its split does not have (edited?); drawing it again")
+            else:
                 print(f"Loading preprocessed few-shot data from {path}")
                 return _as_records(cached["train"]), _as_records(cached["val"])
-            print(f"Few-shot cache {path} was drawn with a different setting or split; drawing it again")
         val_shots = min(num_shots, VAL_SHOTS_MAX)
         if not with_replacement:
             self._require_enough(train, "train", num_shots)
@@ -149,6 +152,17 @@ class FewShotCache:
                 os.remove(tmp)
             return
         print(f"Saving preprocessed few-shot data to {path}")
+
+
+def _drawn_from(rows, source: Optional[Sequence[Record]]) -> bool:
+    """Whether every cached row is a record of ``source`` (path, label and class name alike)."""
+    if rows is None or source is None:
+        return rows is None and source is None
+    known = {tuple(record) for record in source}
+    try:
+        return all(tuple(row) in known for row in rows)
+    except TypeError:  # a row that is not a list of three plain values
+        return False
 
 
 def _as_records(rows) -> Optional[List[Record]]:

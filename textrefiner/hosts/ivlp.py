@@ -20,6 +20,7 @@ from typing import Dict, Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import SettingError
 from .coop import CoOpCLIP, PromptLearner
 from .encoders import VisualOutput, encode_prompted_image
 
@@ -61,12 +62,12 @@ class IVLPPromptLearner(PromptLearner):
     ):
         text_layers, vision_layers = len(clip_model.transformer.resblocks), len(clip_model.visual.transformer.resblocks)
         if not 1 <= depth_text <= text_layers:
-            raise ValueError(
+            raise SettingError(
                 f"PROMPT_DEPTH_TEXT must be between 1 and {text_layers} (this CLIP's text layers), got {depth_text}; "
                 "for vision-only prompts use 1 (the input context only)"
             )
         if not 0 <= depth_vision <= vision_layers:
-            raise ValueError(
+            raise SettingError(
                 f"PROMPT_DEPTH_VISION must be between 0 and {vision_layers} (this CLIP's vision layers), "
                 f"got {depth_vision}"
             )

@@ -20,6 +20,7 @@ from typing import Dict, List
 
 import torch
 
+from ..errors import SettingError
 from .teacher_ivlp import IVLPCLIP
 
 #: keys the releases save that are derived (token embeddings of the class names) or unused
@@ -27,7 +28,7 @@ _IGNORED = re.compile(r"prompt_learner\.(token_prefix2?|token_suffix2?|tokenized
 _DEEP = re.compile(r"(text|image)_encoder\.transformer\.resblocks\.(\d+)\.VPT_shallow$")
 
 
-class TeacherCheckpointError(ValueError):
+class TeacherCheckpointError(SettingError):
     """A teacher file does not fit the configured teacher."""
 
 
@@ -67,6 +68,11 @@ def _depth_hint(state_dict: Dict[str, torch.Tensor]) -> str:
 
 def load_release_checkpoint(model: IVLPCLIP, path: str, state_dict: Dict[str, torch.Tensor]) -> List[str]:
     """Copy ``state_dict`` (from the file ``path``) into ``model``; returns the keys loaded."""
+    bad = [k for k, v in state_dict.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise TeacherCheckpointError(f"Teacher file {path} holds NaN or inf in {', '.join(bad[:4])}: the run that "
+                                     "trained it diverged; train the teacher again or use the release's")
     prompts = _prompt_tensors(model)
     clip_keys = _clip_keys(model)
     wanted = {k: v for k, v in state_dict.items() if not _IGNORED.match(k)}

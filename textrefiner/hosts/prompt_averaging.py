@@ -6,18 +6,21 @@ from typing import Dict, List
 import torch
 import torch.nn as nn
 
+from ..errors import SettingError
+
 
 def gaussian_weights(epochs: int, mean: float, std: float) -> List[float]:
     """Weight of each epoch 1 .. ``epochs``: the N(mean, std^2) density at the epoch number,
     normalised to sum 1 (the release's ``get_gauss``; mean 15, std 1, 20 epochs puts
     0.054 / 0.242 / 0.399 / 0.242 / 0.054 on epochs 13 .. 17)."""
     if epochs < 1 or std <= 0:
-        raise ValueError(f"GPA needs at least one epoch and GPA_STD > 0; got {epochs} epochs, std {std}")
+        raise SettingError(f"GPA needs at least one epoch and TRAINER.PROMPTSRC.GPA_STD > 0; got {epochs} epochs, "
+                           f"std {std}")
     density = [math.exp(-0.5 * ((e - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi)) for e in range(1, epochs + 1)]
     total = sum(density)
     if total == 0.0:
-        raise ValueError(
-            f"GPA_MEAN {mean} with GPA_STD {std} gives every one of the {epochs} epochs weight 0 in float64: "
+        raise SettingError(
+            f"TRAINER.PROMPTSRC.GPA_MEAN {mean} with GPA_STD {std} gives every one of the {epochs} epochs weight 0 in float64: "
             "put GPA_MEAN within the epochs or widen GPA_STD"
         )
     return [d / total for d in density]

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import SettingError
 from ..modeling import FeatureAlignment
 from .coop import ScaledCosineClassifier
 from .encoders import ImageEncoder, VisualOutput, encode_prompted_image
@@ -49,7 +50,7 @@ class TeacherTextBank(nn.Module):
         missing = [name for name in classnames if name not in index]
         if missing:
             held = ", ".join(self.classnames[:5]) + (", ..." if len(self.classnames) > 5 else "")
-            raise KeyError(
+            raise SettingError(
                 f"No teacher text features for {len(missing)} class(es) ({', '.join(missing[:5])}); the model holds "
                 f"{len(self.classnames)} ({held}). Evaluate a model trained on this dataset, or make the teacher "
                 "available to compute them"
@@ -69,6 +70,11 @@ class TeacherTextBank(nn.Module):
         if stored is not None:
             self.features = torch.empty_like(stored, dtype=torch.float32, device=self.features.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if len(self.classnames) != len(self.features):
+            raise SettingError(
+                f"The stored teacher text features are damaged: {len(self.features)} rows for "
+                f"{len(self.classnames)} class names; evaluate another checkpoint or train the student again"
+            )
 
 
 class PromptKDStudent(ScaledCosineClassifier, nn.Module):

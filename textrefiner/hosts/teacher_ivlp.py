@@ -15,13 +15,14 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import SettingError
 from .coop import CoOpCLIP, PromptLearner
 from .encoders import VisualOutput, encode_prompted_image
 
 
 def check_depth(depth: int, layers: int, key: str) -> None:
     if not 1 <= depth <= layers:
-        raise ValueError(f"{key} must be between 1 and {layers}, the number of layers of this CLIP tower; got {depth}")
+        raise SettingError(f"{key} must be between 1 and {layers}, the number of layers of this CLIP tower; got {depth}")
 
 
 class VisionPrompts(nn.Module):

@@ -21,17 +21,18 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from textrefiner.checkpoints import init_from_release, load_release_model_dir
+from textrefiner.checkpoints import init_from_file, init_from_release, load_release_model_dir
 from textrefiner.clip_backbone import load_clip
 from textrefiner.config import ConfigError, check_project_keys
-from textrefiner.errors import UserError
+from textrefiner.errors import SettingError, UserError
 from textrefiner.framework import (
-    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint, load_pretrained_weights,
+    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint,
 )
 from textrefiner.framework.checkpoint import save_registered_models
 from textrefiner.modeling import HardLabels
 from textrefiner.precision import PRECISIONS, Precision
 from textrefiner.results import build_record, write_result
+from textrefiner.safe_load import non_finite
 
 from .resume import foreign_folders, resume, run_entry
 
@@ -55,6 +56,7 @@ class PromptTrainer(TrainerX):
         self.loaded_from = ("", None)
         self.best_epoch: Optional[int] = None
         self.untrained = False  # set by train.py for --eval-only without --model-dir
+        self._updates = 0  # finite-loss steps of this process (a NaN before any is not the learning rate's)
         super().__init__(cfg)
 
     @property
@@ -114,8 +116,7 @@ class PromptTrainer(TrainerX):
         print(f"# trainable parameters: {sum(p.numel() for m in trainable.values() for p in m.parameters()):,}")
         init_weights = self.cfg.MODEL.INIT_WEIGHTS
         if init_weights and not init_from_release(trainable, init_weights):
-            for module in trainable.values():
-                load_pretrained_weights(module, init_weights)
+            init_from_file(trainable, init_weights)
         self.precision.warn_about_traps(self.cfg.OPTIM.NAME)
         for name, module in trainable.items():
             optim = build_optimizer(module, self.cfg.OPTIM)
@@ -167,13 +168,19 @@ class PromptTrainer(TrainerX):
         self.precision.step([self._optims[n] for n in names if self._optims[n] is not None])
 
     def detect_anomaly(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss).all():
-            fp16 = "; or use PREC amp or bf16 (fp16 weights without loss scaling overflow)" \
-                if self.precision.name == "fp16" else ""
+        if torch.isfinite(loss).all():
+            self._updates += 1
+            return
+        where = f"The loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1}"
+        if not self._updates:  # nothing has been updated yet: the start, not the steps, is not finite
             raise UserError(
-                f"The loss is {loss.item()} at epoch {self.epoch + 1}, batch {self.batch_idx + 1}: lower OPTIM.LR "
-                f"(now {self.get_current_lr():.3g}){fp16}"
+                f"{where}, before any update, so the learning rate is not the cause: the weights the run starts "
+                f"from (MODEL.INIT_WEIGHTS, CLIP {self.cfg.MODEL.BACKBONE.NAME}, a teacher file) or a loss setting "
+                "(a temperature or weight) give non-finite values; check those"
             )
+        fp16 = "; or use PREC amp or bf16 (fp16 weights without loss scaling overflow)" \
+            if self.precision.name == "fp16" else ""
+        raise UserError(f"{where}: lower OPTIM.LR (now {self.get_current_lr():.3g}){fp16}")
 
     def step_lr_at_epoch_end(self) -> None:
         if (self.batch_idx + 1) == self.num_batches:
@@ -200,7 +207,14 @@ class PromptTrainer(TrainerX):
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():
-            return self.model(image, text_features=self._eval_text_features)
+            logits = self.model(image, text_features=self._eval_text_features)
+        if not bool(torch.isfinite(logits).all()):  # an accuracy of NaN logits is no result: never record it
+            raise UserError(
+                f"The logits of {self.cfg.TRAINER.NAME} are not finite (NaN or inf) at evaluation, so no result is "
+                f"recorded: the evaluated weights ({self.loaded_from[0] or 'as built'}) or the CLIP weights "
+                f"({self.cfg.MODEL.BACKBONE.NAME}) hold NaN/inf, or PREC {self.precision.name} overflows (try fp32)"
+            )
+        return logits
 
     def write_result_record(self) -> str:
         record = build_record(
@@ -230,6 +244,10 @@ class PromptTrainer(TrainerX):
     def load_module_state(self, name: str, state_dict: Dict[str, torch.Tensor], source: str) -> None:
         """Load one registered module, strictly; a mismatch is an error naming both shapes."""
         state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in _FIXED_PROMPT_KEYS}
+        bad = non_finite(state_dict)
+        if bad:
+            raise UserError(f"The {name} checkpoint in {source} holds NaN or inf in {', '.join(bad[:4])}: the run that "
+                            "wrote it diverged; retrain it (a lower OPTIM.LR, or PREC fp32 / amp)")
         module = self._models[name]
         own = module.state_dict()
         missing = sorted(set(own) - set(state_dict))
@@ -249,7 +267,10 @@ class PromptTrainer(TrainerX):
                 f"({problems}): pass the trainer and prompt settings (N_CTX, CTX_INIT, CSC, PROMPT_DEPTH, ...) "
                 "that trained it"
             )
-        self._models[name].load_state_dict(state_dict)
+        try:
+            self._models[name].load_state_dict(state_dict)
+        except SettingError as e:  # a module's own check of what it loads (e.g. PromptKD's teacher text)
+            raise SettingError(f"{source}: {e}") from None
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) for every registered model."""
@@ -272,6 +293,9 @@ class PromptTrainer(TrainerX):
                     "(or none for model-best.pth.tar)."
                 )
             checkpoint = load_checkpoint(path)
-            print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+            if not isinstance(checkpoint.get("state_dict"), dict):
+                raise UserError(f"{path} holds no state_dict (its keys: {sorted(map(str, checkpoint))[:6]}): it is not "
+                                "a checkpoint a training run wrote; pass that run's output folder as --model-dir")
+            print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint.get("epoch")})')
             self.load_module_state(name, checkpoint["state_dict"], path)
         self.loaded_from = (directory, epoch)

@@ -34,7 +34,7 @@ class PromptSRC(IVLP):
 
     def build_host(self, clip_model) -> dict:
         classnames = self.dm.dataset.classnames
-        prompt_learner = build_ivlp_prompt_learner(self.host_cfg, classnames, clip_model)
+        prompt_learner = build_ivlp_prompt_learner(self.host_cfg, classnames, clip_model, self.host_key)
         print("Encoding the frozen CLIP's text features of 60 ImageNet templates per class (text targets)")
         frozen_text = template_text_features(clip_model.to(self.device), classnames)
         self.model = PromptSRCCLIP(

@@ -33,7 +33,11 @@ class Logger:
 
     def write(self, msg: str) -> None:
         # the file first: a line anyone has seen on the console is already in the log
-        self.file.write(msg)
+        try:
+            self.file.write(msg)
+        except UnicodeEncodeError:  # a path that is not UTF-8 (legal on Linux): its bytes as \x escapes
+            msg = printable(msg)
+            self.file.write(msg)
         self.console.write(msg)
 
     def flush(self) -> None:
@@ -47,6 +51,14 @@ class Logger:
     def close(self) -> None:
         if not self.file.closed:
             self.file.close()
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a non-UTF-8 path (surrogate escapes) written as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no path decoding made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _create_new(fpath: str):
