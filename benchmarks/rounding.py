@@ -11,8 +11,8 @@ weights after p's / fp32's steps):
 autocast (``precision.float32_under_autocast``); what is left is the towers' rounding. Their last
 matmul rounds each feature to p's unit roundoff u (2^-8 bf16, 2^-11 fp16), which moves the cosine
 of two unit vectors by at most 2u; ``FORWARD_UNITS`` allows as much again for the blocks before
-(measured on the quick check's tiny CLIP: at most 1.2u, any trainer, seeds 0-5, with and without
-native bf16). This is continuous in the weights, so it does not depend on the CPU beyond float32
+(measured on the quick check's tiny CLIP: at most 1.1u, any trainer, seeds 0-5, with and without
+native bf16; 0.4u on a random ViT-B/16). This is continuous in the weights, so it does not depend on the CPU beyond float32
 summation order.
 
 **Trajectory** (relative to how far fp32's steps moved the logits, max |L(theta_32) - L(theta_0)|).
@@ -20,8 +20,9 @@ The gradients of p's steps are p's roundings of fp32's; where a loss is not smoo
 top-k token choice) or sums cancel, a rounding can flip a component, so this part is chaotic and
 is what differs between CPUs (oneDNN's native bf16 kernels or their emulation: 7 % vs 14 % of the
 logits' spread for one seed of PromptSRC). What holds on any CPU is that p's steps go where fp32's
-go: ``TRAJECTORY_RATIO`` (the difference at most half of fp32's own movement; measured at most 0.16,
-every trainer, seeds 0-5). A broken step (no gradient, a wrong sign, garbage) gives 1 or more.
+go: ``TRAJECTORY_RATIO`` (the difference at most half of fp32's own movement; measured at most 0.19,
+every trainer, seeds 0-5, native and emulated bf16: ``benchmarks/results/precision-bounds-*.md``). A
+broken step (no gradient, a wrong sign, garbage) gives 1 or more.
 
 Rows that ran in fp32 (fp16 and amp fall back on the CPU) must equal fp32 exactly.
 """

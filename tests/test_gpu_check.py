@@ -129,10 +129,10 @@ def test_the_bounds_cover_what_another_cpu_measured_for_promptsrc():
     """The issue's failure: PromptSRC bf16, seed 1, 13.99 % of fp32's logits' spread on a CPU with other
     native bf16 kernels (oneDNN). Here: spread 0.108 and fp32's movement 15.3 u (cosine units), both
     fp32 figures, the same on every CPU. Whatever the split of that 13.99 % into forward and trajectory
-    (the forward part at most the 1.2 u ever measured), it is inside the bounds."""
+    (the forward part at most the 1.1 u ever measured), it is inside the bounds."""
     u = rounding.UNIT_ROUNDOFF["bf16"]
     total, movement = 0.1399 * 0.108, 15.3 * u
-    for forward in (0.0, 0.6 * u, 1.2 * u):
+    for forward in (0.0, 0.6 * u, 1.1 * u):
         assert _split(forward=forward, trajectory=total - forward, moved=movement)["within_bounds"]
 
 
