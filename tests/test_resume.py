@@ -1,5 +1,7 @@
 """Exact resume: a run interrupted at any step and resumed ends bit-identical to an uninterrupted one;
-mixed-epoch checkpoint sets roll back, temp files go, changed settings are refused."""
+the committed checkpoint set is what resumes (pointers out of step are rewritten); folders without
+one (Dassl's, older versions') with mixed-epoch pointers roll back; temp and staged files go;
+changed settings are refused. Kills inside a save: test_checkpoint_kills.py."""
 import json
 import os
 
@@ -83,11 +85,13 @@ def test_interrupted_run_resumes_bit_identical(data_root, tmp_path, trainer_name
 
 
 def test_mixed_epoch_set_rolls_back_to_the_shared_epoch(data_root, tmp_path, capsys):
-    """A kill between the two modules' pointer updates leaves textrefiner one epoch behind."""
+    """A folder of Dassl or an older version (pointers, no checkpoint_set.json) killed between the two
+    modules' pointer updates leaves textrefiner one epoch behind."""
     reference = finish(cfg_for(data_root, "CoOp_TextRefiner", tmp_path / "ref"))
     out = tmp_path / "cut"
     cfg = cfg_for(data_root, "CoOp_TextRefiner", out)
     train_interrupted(cfg, 13)  # epochs 1 and 2 saved
+    (out / "checkpoint_set.json").unlink()
     (out / "textrefiner" / "checkpoint").write_text("model.pth.tar-1\n")
     resumed = finish(cfg)
     assert "rolling back to epoch 1" in capsys.readouterr().out
@@ -101,6 +105,7 @@ def test_mixed_epochs_without_a_shared_epoch_are_refused(data_root, tmp_path):
     out = tmp_path / "cut"
     cfg = cfg_for(data_root, "CoOp_TextRefiner", out, opts=["TEST.FINAL_MODEL", "last_step"])
     train_interrupted(cfg, 13)
+    (out / "checkpoint_set.json").unlink()  # a folder of Dassl or an older version
     (out / "textrefiner" / "model.pth.tar-2").unlink()
     (out / "textrefiner" / "model.pth.tar-1").rename(out / "textrefiner" / "model.pth.tar-0")
     (out / "textrefiner" / "checkpoint").write_text("model.pth.tar-0\n")
@@ -108,11 +113,40 @@ def test_mixed_epochs_without_a_shared_epoch_are_refused(data_root, tmp_path):
         build(cfg).train()
 
 
+def test_pointers_out_of_step_with_the_committed_set_are_rewritten(data_root, tmp_path, capsys):
+    """checkpoint_set.json names the last complete save: pointers left behind (a kill after the
+    commit) are moved to it, and the run resumes from it."""
+    reference = finish(cfg_for(data_root, "CoOp_TextRefiner", tmp_path / "ref"))
+    out = tmp_path / "cut"
+    cfg = cfg_for(data_root, "CoOp_TextRefiner", out)
+    train_interrupted(cfg, 13)  # epochs 1 and 2 saved
+    (out / "textrefiner" / "checkpoint").write_text("model.pth.tar-1\n")
+    capsys.readouterr()
+    resumed = finish(cfg)
+    printed = capsys.readouterr().out
+    assert "Finished the interrupted save of epoch 2" in printed and "Resuming after epoch 2" in printed
+    assert resumed.start_epoch == 2
+    assert_same_state(trainable_state(reference), trainable_state(resumed))
+    assert (out / "textrefiner" / "checkpoint").read_text() == "model.pth.tar-3\n"
+
+
+def test_a_committed_set_missing_a_file_is_refused_naming_it(data_root, tmp_path):
+    from textrefiner.errors import UserError
+
+    out = tmp_path / "cut"
+    cfg = cfg_for(data_root, "CoOp_TextRefiner", out, opts=["TEST.FINAL_MODEL", "last_step"])
+    train_interrupted(cfg, 13)
+    (out / "textrefiner" / "model.pth.tar-2").unlink()
+    with pytest.raises(UserError, match="textrefiner/model.pth.tar-2 is missing: checkpoint_set.json records it"):
+        build(cfg).train()
+
+
 def test_stale_partial_files_are_removed_on_resume(data_root, tmp_path):
     out = tmp_path / "cut"
     cfg = cfg_for(data_root, "CoOp_TextRefiner", out, opts=["OPTIM.MAX_EPOCH", 2, "TEST.NO_TEST", True])
     train_interrupted(cfg, 7)
-    stale = [out / "prompt_learner" / "model.pth.tar-2.partial-abc", out / "result.json.tmp-123"]
+    stale = [out / "prompt_learner" / "model.pth.tar-2.partial-abc", out / "result.json.tmp-123",
+             out / "textrefiner" / "model.pth.tar-2.staged-2"]  # a staged file of a save never committed
     for path in stale:
         path.write_bytes(b"half a file")
     finish(cfg)

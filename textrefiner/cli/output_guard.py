@@ -16,9 +16,9 @@ import time
 from typing import Optional
 
 from textrefiner.errors import UserError
-from textrefiner.framework.checkpoint import load_checkpoint
+from textrefiner.framework.checkpoint import read_manifest
 from textrefiner.framework.checkpoint_set import checkpoint_folders
-from textrefiner.trainers.resume import saved_trainer
+from textrefiner.trainers.resume import folder_owner
 
 LOCK_FILE = "train.lock"
 
@@ -99,7 +99,8 @@ class OutputLock:
 
 
 def _recorded_trainer(directory: str) -> Optional[str]:
-    """The trainer named by the folder's result.json or its newest checkpoints, if any."""
+    """The trainer named by the folder's result.json, its last committed save or its newest
+    checkpoints (a model folder without a pointer yet, from a save a kill interrupted: its files), if any."""
     result = osp.join(directory, "result.json")
     if osp.exists(result):
         try:
@@ -109,15 +110,13 @@ def _recorded_trainer(directory: str) -> Optional[str]:
             trainer = None
         if trainer:
             return trainer
+    manifest = read_manifest(directory)
+    if manifest and manifest.get("trainer"):
+        return manifest["trainer"]
     for folder in checkpoint_folders(directory):
-        pointer = osp.join(directory, folder, "checkpoint")
-        if osp.exists(pointer):
-            with open(pointer) as f:
-                path = osp.join(directory, folder, f.readline().strip())
-            if osp.exists(path):
-                trainer = saved_trainer(load_checkpoint(path))
-                if trainer:
-                    return trainer
+        trainer = folder_owner(osp.join(directory, folder))
+        if trainer:
+            return trainer
     return None
 
 

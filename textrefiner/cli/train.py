@@ -48,6 +48,7 @@ USER_ERRORS = (UserError, WeightsNotFoundError, DatasetError, ConfigError, Upstr
 # Operating-system errors that are the user's to fix (permissions, a full disk), not bugs.
 _USER_ERRNOS = {errno.EACCES: "not writable", errno.EPERM: "not writable", errno.EROFS: "on a read-only file system",
                 errno.ENOSPC: "on a full disk", errno.EDQUOT: "over the disk quota",
+                errno.EFBIG: "over the file-size limit (ulimit -f)",
                 errno.ENOTDIR: "a file stands where a folder should be"}
 
 
@@ -186,7 +187,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         if debug:
             traceback.print_exc()
         # into log.txt once the logger is set up; before that (bad flags or config) to stderr
-        print(f"Error: {message}", file=sys.stdout if logging_to_file() else sys.stderr, flush=True)
+        try:
+            print(f"Error: {message}", file=sys.stdout if logging_to_file() else sys.stderr, flush=True)
+        except OSError:  # a full disk refuses log.txt the line too: the console alone gets it
+            print(f"Error: {message}", file=getattr(sys.stdout, "console", sys.stdout), flush=True)
         raise SystemExit(1) from None
     except SystemExit as e:
         if e.code not in (0, None):
@@ -200,7 +204,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         warnings.showwarning = showwarning
         for lock in held:
             lock.release()
-        teardown_logger()
+        try:
+            teardown_logger()
+        except OSError:  # the log's last buffered line on a full disk
+            sys.stdout = getattr(sys.stdout, "console", sys.stdout)
 
 
 def run(args: argparse.Namespace, held: Optional[List[OutputLock]] = None) -> None:

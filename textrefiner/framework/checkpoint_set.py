@@ -1,11 +1,16 @@
 """Which checkpoints a resume loads when a run registers several models.
 
-Each registered model has its own folder and ``checkpoint`` pointer. A run killed
-between two models' saves (or stopped by a full disk) leaves the pointers at
-different epochs; loading them as they are would train one model's epoch twice.
-``find_resume_set`` instead picks the newest epoch that every model has a file for
-(rolling back, and saying so), and refuses when there is none. Leftover temporary
-files of interrupted writes are removed first.
+Saves of this version are committed as a set (``checkpoint.py``): ``checkpoint_set.json`` names the
+epoch and files of the last complete save, and ``find_resume_set`` loads exactly those (checking
+their epochs), whatever the ``checkpoint`` pointers say. ``recover_interrupted_save`` finishes a
+save that was committed but killed before all its files were renamed into place and its pointers
+written, and removes the staged files of a save killed before its commit and the temporary files
+of interrupted writes.
+
+Folders without that file (written by Dassl or an older version) are read by their pointers: a run
+killed between two models' saves left them at different epochs, and loading them as they are
+would train one model's epoch twice, so the newest epoch every model has a file for is picked
+(rolling back, and saying so), and a folder without one is refused.
 """
 import glob
 import os
@@ -14,9 +19,10 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import UserError
-from .checkpoint import load_checkpoint
+from .checkpoint import MANIFEST, STAGED_MARK, complete_save, load_checkpoint, read_manifest
 
-__all__ = ["CheckpointSetError", "remove_partial_files", "find_resume_set", "checkpoint_folders"]
+__all__ = ["CheckpointSetError", "remove_partial_files", "find_resume_set", "checkpoint_folders",
+           "recover_interrupted_save", "checkpoint_files"]
 
 _EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
 _BEST_FILE = "model-best.pth.tar"
@@ -26,26 +32,52 @@ class CheckpointSetError(UserError):
     """The checkpoints in a folder cannot be resumed from; the message says what to do."""
 
 
+def _committed_staged(directory: str) -> set:
+    """Staged files the last commit still has to rename into place (never temporary)."""
+    manifest = read_manifest(directory)
+    return {osp.join(directory, staged) for staged in (manifest or {}).get("staged", {})}
+
+
 def remove_partial_files(directory: str) -> List[str]:
-    """Delete temporary files of interrupted atomic writes under ``directory`` (one level of subfolders)."""
-    removed = []
-    for pattern in ("*.partial-*", "*/*.partial-*", "result.json.tmp-*"):
+    """Delete temporary files of interrupted atomic writes and staged files of uncommitted saves
+    under ``directory`` (one level of subfolders); a committed save's staged files are kept."""
+    removed, keep = [], _committed_staged(directory)
+    for pattern in ("*.partial-*", "*/*.partial-*", "result.json.tmp-*", f"*/*{STAGED_MARK}*"):
         for path in glob.glob(osp.join(glob.escape(directory), pattern)):
-            os.remove(path)
-            removed.append(path)
+            if path not in keep:
+                os.remove(path)
+                removed.append(path)
     if removed:
         print(f"Removed {len(removed)} temporary file(s) of interrupted writes: {sorted(map(osp.basename, removed))}")
     return removed
 
 
+def recover_interrupted_save(directory: str) -> None:
+    """Finish a committed save a kill interrupted (renames, pointers), then remove what uncommitted
+    saves and interrupted writes left. Only for a folder this process holds (train.py's lock)."""
+    manifest = read_manifest(directory)
+    if manifest is not None and complete_save(directory, manifest):
+        print(f"Finished the interrupted save of epoch {manifest['epoch']} ({MANIFEST}: its files renamed into "
+              "place, the checkpoint pointers written)")
+    remove_partial_files(directory)
+
+
+def checkpoint_files(folder: str) -> List[str]:
+    """The complete checkpoint files of one model's folder (``model.pth.tar-N``, ``model-best.pth.tar``)."""
+    if not osp.isdir(folder):
+        return []
+    return sorted(name for name in os.listdir(folder) if _EPOCH_FILE.match(name) or name == _BEST_FILE)
+
+
 def checkpoint_folders(directory: str) -> List[str]:
-    """Subfolders of ``directory`` that hold checkpoints (a ``checkpoint`` pointer or model files)."""
+    """Subfolders of ``directory`` that hold checkpoints (a ``checkpoint`` pointer or model files;
+    staged and temporary files of unfinished writes do not count)."""
     if not osp.isdir(directory):
         return []
     return sorted(
         name for name in os.listdir(directory)
         if osp.isdir(osp.join(directory, name))
-        and (osp.exists(osp.join(directory, name, "checkpoint")) or glob.glob(osp.join(glob.escape(directory), name, "model*.pth.tar*")))
+        and (osp.exists(osp.join(directory, name, "checkpoint")) or checkpoint_files(osp.join(directory, name)))
     )
 
 
@@ -72,11 +104,47 @@ def _files_by_epoch(folder: str) -> Dict[int, str]:
     return found
 
 
+def _committed_set(directory: str, names: List[str], manifest: dict) -> Tuple[int, Dict[str, dict]]:
+    """The checkpoints of the last committed save (their staged files while it is unfinished)."""
+    epoch, resume_file = int(manifest["epoch"]), manifest["resume"]
+    if sorted(manifest["models"]) != sorted(names):
+        raise CheckpointSetError(
+            f"{osp.join(directory, MANIFEST)} records a save of models {manifest['models']}, this trainer has "
+            f"{names}: resume with the trainer and settings that wrote it, or use another --output-dir"
+        )
+    staged_of = {final: staged for staged, final in manifest["staged"].items()}
+    checkpoints = {}
+    for name in names:
+        final = f"{name}/{resume_file}"
+        path = osp.join(directory, final)
+        staged = staged_of.get(final)
+        if staged is not None and osp.exists(osp.join(directory, staged)):
+            path = osp.join(directory, staged)
+        if not osp.exists(path):
+            raise CheckpointSetError(
+                f"{path} is missing: {MANIFEST} records it as part of the last complete save (epoch {epoch}). "
+                "Restore it, or move the folder away to train from scratch"
+            )
+        checkpoint = load_checkpoint(path)
+        if int(checkpoint.get("epoch", -1)) != epoch:
+            raise CheckpointSetError(
+                f"{path} holds epoch {checkpoint.get('epoch')}, but {MANIFEST} records epoch {epoch} for the last "
+                "complete save: the folder was changed by hand or by another program. Move it away to train from "
+                "scratch"
+            )
+        checkpoints[name] = checkpoint
+    return epoch, checkpoints
+
+
 def find_resume_set(directory: str, names: List[str]) -> Optional[Tuple[int, Dict[str, dict]]]:
     """``(epoch, {model name: loaded checkpoint})`` to resume from, or None for a fresh start.
 
-    The pointed-to files when they agree; otherwise the newest epoch all models have.
+    The last committed save where the folder records one; otherwise (Dassl's or an older version's
+    folders) the pointed-to files when they agree, else the newest epoch all models have.
     """
+    manifest = read_manifest(directory)
+    if manifest is not None:
+        return _committed_set(directory, names, manifest)
     pointed = {name: _pointed_file(osp.join(directory, name)) for name in names}
     if all(path is None for path in pointed.values()):
         return None

@@ -18,8 +18,10 @@ from yacs.config import CfgNode
 
 from textrefiner.errors import UserError
 from textrefiner.framework import build_lr_scheduler
-from textrefiner.framework.checkpoint import load_checkpoint
-from textrefiner.framework.checkpoint_set import checkpoint_folders, find_resume_set, remove_partial_files
+from textrefiner.framework.checkpoint import load_checkpoint, read_manifest
+from textrefiner.framework.checkpoint_set import (
+    checkpoint_files, checkpoint_folders, find_resume_set, recover_interrupted_save,
+)
 from textrefiner.framework.run_state import capture_rng_state, restore_rng_state
 from textrefiner.results.record import PATH_KEYS
 
@@ -146,23 +148,42 @@ def restore_run(trainer, run: Optional[dict], model_best_val: Optional[float]) -
     print(f"Restored the random-number state, scaler and best validation result ({best})")
 
 
+def folder_owner(folder: str) -> Optional[str]:
+    """The trainer recorded in one model folder's checkpoints: the pointed-to file's, else (no pointer
+    yet: a first save killed before its pointers, by an older version) the newest file's."""
+    pointer = osp.join(folder, "checkpoint")
+    candidates = []
+    if osp.exists(pointer):
+        with open(pointer) as f:
+            candidates.append(osp.join(folder, f.readline().strip()))
+    else:
+        candidates += [osp.join(folder, name) for name in reversed(checkpoint_files(folder))]
+    for path in candidates:
+        if osp.exists(path):
+            return saved_trainer(load_checkpoint(path))
+    return None
+
+
+def recorded_owners(directory: str, folders: List[str]) -> set:
+    """Trainers that recorded the folder's checkpoints as theirs: the committed save's
+    (``checkpoint_set.json``) and each model folder's (None dropped)."""
+    manifest = read_manifest(directory)
+    owners = {manifest.get("trainer")} if manifest else set()
+    owners.update(folder_owner(osp.join(directory, folder)) for folder in folders)
+    owners.discard(None)
+    return owners
+
+
 def foreign_folders(directory: str, names: List[str], trainer_name: str, strict: bool = True) -> None:
     """Refuse a folder whose checkpoints another trainer (or host) recorded as its own. ``strict``
     (training into it): also refuse checkpoints of models this trainer does not have, or of only
     some of its models without such a record. Otherwise (loading a model): also refuse a folder
-    with all our models plus others, whose loading would silently drop those others."""
+    with all our models plus others, whose loading would silently drop those others. A save of ours
+    that a kill interrupted (some models' files written, no pointer yet) is ours: never refused."""
     found = checkpoint_folders(directory)
     if not found:
         return
-    owners = set()
-    for folder in found:
-        pointed = osp.join(directory, folder, "checkpoint")
-        if osp.exists(pointed):
-            with open(pointed) as f:
-                path = osp.join(directory, folder, f.readline().strip())
-            if osp.exists(path):
-                owners.add(saved_trainer(load_checkpoint(path)))
-    owners.discard(None)
+    owners = recorded_owners(directory, found)
     other = sorted(owners - {trainer_name})
     extra = set(found) - set(names)
     if strict:
@@ -181,9 +202,9 @@ def foreign_folders(directory: str, names: List[str], trainer_name: str, strict:
 def resume(trainer, directory: str) -> int:
     """Dassl's ``resume_model_if_exist``, exact and checked; returns the epoch to start from."""
     names = trainer.get_model_names()
+    foreign_folders(directory, names, trainer.cfg.TRAINER.NAME)  # before anything is changed there
     if osp.abspath(directory) == osp.abspath(trainer.cfg.OUTPUT_DIR):
-        remove_partial_files(directory)  # ours: train.py holds the folder's lock
-    foreign_folders(directory, names, trainer.cfg.TRAINER.NAME)
+        recover_interrupted_save(directory)  # ours: train.py holds the folder's lock
     found = find_resume_set(directory, names)
     if found is None:
         print("No checkpoint found, train from scratch")

@@ -3,8 +3,9 @@
 Method names, call order and printed lines are Dassl's: ``train()`` runs
 ``before_train`` (resume from OUTPUT_DIR or RESUME), then per epoch
 ``before_epoch``/``run_epoch``/``after_epoch`` (validation and best-model selection
-when ``TEST.FINAL_MODEL best_val``, checkpoints), then ``after_train`` ("Finish
-training", final test). Subclasses implement ``build_model`` and
+when ``TEST.FINAL_MODEL best_val``, checkpoints: an epoch's ``model-best`` and
+``model.pth.tar-<epoch>`` are committed together, see ``checkpoint.py``), then ``after_train``
+("Finish training", final test). Subclasses implement ``build_model`` and
 ``forward_backward``, exactly as for Dassl.
 """
 import datetime
@@ -19,7 +20,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, resume_from_checkpoint, save_registered_models
+from ..checkpoint import commit_pending_save, load_checkpoint, resume_from_checkpoint, save_registered_models
 from .data import DataManager
 from .evaluator import build_evaluator
 from .registry import TRAINER_REGISTRY
@@ -252,6 +253,7 @@ class SimpleTrainer(TrainerBase):
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
+        commit_pending_save(self)  # the epoch's saves are one commit; none is left open past it
 
     @torch.no_grad()
     def test(self, split: Optional[str] = None) -> float:
