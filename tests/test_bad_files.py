@@ -178,3 +178,13 @@ def test_a_loss_that_is_nan_before_any_update_does_not_blame_the_learning_rate(d
     error = assert_refused(args(data_root, tmp_path / "out", opts=["MODEL.BACKBONE.NAME", _nan_clip(tmp_path)]),
                            Path(data_root), capsys, "before any update, so the learning rate is not the cause")
     assert "lower OPTIM.LR" not in error
+
+
+def test_an_empty_checkpoint_pointer_is_no_pointer(data_root, runs, tmp_path):
+    """A pointer file cut to nothing names no file: evaluating a saved epoch reads that epoch's file."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(runs["coop"], model_dir)
+    (model_dir / "prompt_learner" / "checkpoint").write_text("")
+    out = tmp_path / "eval"
+    main([str(a) for a in args(data_root, out, flags=["--model-dir", model_dir, *EVAL])])
+    assert (out / "result.json").exists()

@@ -26,7 +26,7 @@ CASES = [
     ("negative shots", TR, ["DATASET.NUM_SHOTS", -4], "DATASET.NUM_SHOTS (images per class; -1 or 0 for every"),
     ("negative weight decay", TR, ["OPTIM.WEIGHT_DECAY", -1.0], "OPTIM.WEIGHT_DECAY must be a number >= 0"),
     ("momentum above 1", TR, ["OPTIM.MOMENTUM", 1.5], "OPTIM.MOMENTUM must be a number in [0.0, 1.0]"),
-    ("negative warm-up", TR, ["OPTIM.WARMUP_EPOCH", -1], "OPTIM.WARMUP_EPOCH (warm-up epochs) must be a whole"),
+    ("negative warm-up", TR, ["OPTIM.WARMUP_EPOCH", -2], "OPTIM.WARMUP_EPOCH (warm-up epochs; 0 or Dassl's"),
     ("GPA_STD 0", SRC, ["TRAINER.PROMPTSRC.GPA_STD", 0], "TRAINER.PROMPTSRC.GPA_STD must be a number > 0"),
     ("GPA_STD -1", SRC, ["TRAINER.PROMPTSRC.GPA_STD", -1], "TRAINER.PROMPTSRC.GPA_STD must be a number > 0"),
     ("GPA_MEAN 1000", SRC, ["TRAINER.PROMPTSRC.GPA_MEAN", 1000], "TRAINER.PROMPTSRC.GPA_MEAN 1000 with GPA_STD 1 gives"),

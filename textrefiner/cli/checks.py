@@ -47,7 +47,7 @@ MINIMUMS: Dict[str, tuple] = {
     "DATALOADER.TEST.BATCH_SIZE": (1, "evaluation images per batch"),
     "DATALOADER.NUM_WORKERS": (0, "data-loading processes"),
     "TRAIN.PRINT_FREQ": (1, "batches between progress lines"),
-    "OPTIM.WARMUP_EPOCH": (0, "warm-up epochs"),
+    "OPTIM.WARMUP_EPOCH": (-1, "warm-up epochs; 0 or Dassl's default -1 for none"),
     # Dassl's -1 (its default) and 0 (PromptKD's shots_0) mean every training image
     "DATASET.NUM_SHOTS": (-1, "images per class; -1 or 0 for every training image"),
 }

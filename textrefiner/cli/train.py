@@ -37,7 +37,7 @@ from textrefiner.framework import (
     FRAMEWORK, build_trainer, log_only, logging_to_file, set_random_seed, setup_logger, teardown_logger,
 )
 
-from .checks import check_args, check_cfg_values, merge_config
+from .checks import check_args, check_cfg_values, config_warnings, merge_config
 from .output_guard import OutputLock, refuse_foreign_outputs
 from .parent import die_with_parent
 
@@ -228,6 +228,8 @@ def run(args: argparse.Namespace, held: Optional[List[OutputLock]] = None) -> No
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print_args(args, cfg)
+    for warning in config_warnings(cfg):
+        print(f"Warning: {warning}")
     print("Collecting env info ...")
     print(f"** System info **\n{env_info()}\n")
     trainer = build_trainer(cfg)

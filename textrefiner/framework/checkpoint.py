@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import UserError
-from ..safe_load import load_file
+from ..safe_load import UnreadableFileError, load_file
 
 __all__ = [
     "atomic_save", "save_checkpoint", "save_registered_models", "write_pointer_file", "load_checkpoint",
@@ -353,7 +353,11 @@ def load_checkpoint(fpath: str, what: str = "checkpoint") -> Dict[str, Any]:
     the optimizer and scheduler objects Dassl pickles; anything else is refused, naming the class)."""
     if not fpath:
         raise FileNotFoundError(f'{what[0].upper() + what[1:]} not found at ""')
-    return load_file(fpath, what)
+    checkpoint = load_file(fpath, what)
+    if not isinstance(checkpoint, dict):
+        raise UnreadableFileError(f"{fpath} holds a {type(checkpoint).__name__}, not a {what} (a dict with a "
+                                  "state_dict, as torch.save of Dassl's checkpoints writes): give the right file")
+    return checkpoint
 
 
 def resume_from_checkpoint(

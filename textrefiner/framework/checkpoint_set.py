@@ -22,7 +22,7 @@ from ..errors import UserError
 from .checkpoint import MANIFEST, STAGED_MARK, complete_save, load_checkpoint, read_manifest
 
 __all__ = ["CheckpointSetError", "remove_partial_files", "find_resume_set", "checkpoint_folders",
-           "recover_interrupted_save", "checkpoint_files"]
+           "recover_interrupted_save", "checkpoint_files", "pointed_file"]
 
 _EPOCH_FILE = re.compile(r"^model\.pth\.tar-(\d+)$")
 _BEST_FILE = "model-best.pth.tar"
@@ -81,12 +81,16 @@ def checkpoint_folders(directory: str) -> List[str]:
     )
 
 
-def _pointed_file(folder: str) -> Optional[str]:
+def pointed_file(folder: str) -> Optional[str]:
+    """The path a model folder's ``checkpoint`` pointer names (the file may be gone), or None when
+    there is no pointer or it names nothing (empty: edited by hand or cut short)."""
     pointer = osp.join(folder, "checkpoint")
-    if not osp.exists(pointer):
+    try:
+        with open(pointer) as f:
+            name = f.readline().strip()
+    except (OSError, UnicodeDecodeError):
         return None
-    with open(pointer) as f:
-        return osp.join(folder, f.readline().strip())
+    return osp.join(folder, name) if name else None
 
 
 def _files_by_epoch(folder: str) -> Dict[int, str]:
@@ -145,10 +149,10 @@ def find_resume_set(directory: str, names: List[str]) -> Optional[Tuple[int, Dic
     manifest = read_manifest(directory)
     if manifest is not None:
         return _committed_set(directory, names, manifest)
-    pointed = {name: _pointed_file(osp.join(directory, name)) for name in names}
+    pointed = {name: pointed_file(osp.join(directory, name)) for name in names}
     if all(path is None for path in pointed.values()):
         return None
-    latest = {name: load_checkpoint(path) for name, path in pointed.items() if path is not None and osp.exists(path)}
+    latest = {name: load_checkpoint(path) for name, path in pointed.items() if path is not None and osp.isfile(path)}
     epochs = {name: int(ckpt["epoch"]) for name, ckpt in latest.items()}
     if len(latest) == len(names) and len(set(epochs.values())) == 1:
         return next(iter(epochs.values())), latest

@@ -28,7 +28,7 @@ from textrefiner.errors import SettingError, UserError
 from textrefiner.framework import (
     FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint,
 )
-from textrefiner.framework.checkpoint import save_registered_models
+from textrefiner.framework.checkpoint import commit_pending_save, save_registered_models
 from textrefiner.modeling import HardLabels
 from textrefiner.precision import PRECISIONS, Precision
 from textrefiner.results import build_record, write_result
@@ -48,6 +48,8 @@ class PromptTrainer(TrainerX):
     host_key = "COOP"
     #: name of the host's loss term in the training log
     host_loss_name = "ce"
+    #: finite-loss steps this process took (a NaN before any is not the learning rate's fault)
+    _updates = 0
 
     def __init__(self, cfg):
         check_project_keys(cfg)  # a foreign train.py that skipped add_textrefiner_config fails here, in one line
@@ -56,7 +58,6 @@ class PromptTrainer(TrainerX):
         self.loaded_from = ("", None)
         self.best_epoch: Optional[int] = None
         self.untrained = False  # set by train.py for --eval-only without --model-dir
-        self._updates = 0  # finite-loss steps of this process (a NaN before any is not the learning rate's)
         super().__init__(cfg)
 
     @property
@@ -181,6 +182,12 @@ class PromptTrainer(TrainerX):
         fp16 = "; or use PREC amp or bf16 (fp16 weights without loss scaling overflow)" \
             if self.precision.name == "fp16" else ""
         raise UserError(f"{where}: lower OPTIM.LR (now {self.get_current_lr():.3g}){fp16}")
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        # an epoch's saves are one commit (model-best waits for model.pth.tar-N); real Dassl's
+        # after_epoch knows nothing of that, so close it here on both frameworks
+        commit_pending_save(self)
 
     def step_lr_at_epoch_end(self) -> None:
         if (self.batch_idx + 1) == self.num_batches:

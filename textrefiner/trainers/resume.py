@@ -20,7 +20,7 @@ from textrefiner.errors import UserError
 from textrefiner.framework import build_lr_scheduler
 from textrefiner.framework.checkpoint import load_checkpoint, read_manifest
 from textrefiner.framework.checkpoint_set import (
-    checkpoint_files, checkpoint_folders, find_resume_set, recover_interrupted_save,
+    checkpoint_files, checkpoint_folders, find_resume_set, pointed_file, recover_interrupted_save,
 )
 from textrefiner.framework.run_state import capture_rng_state, restore_rng_state
 from textrefiner.results.record import PATH_KEYS
@@ -151,15 +151,10 @@ def restore_run(trainer, run: Optional[dict], model_best_val: Optional[float]) -
 def folder_owner(folder: str) -> Optional[str]:
     """The trainer recorded in one model folder's checkpoints: the pointed-to file's, else (no pointer
     yet: a first save killed before its pointers, by an older version) the newest file's."""
-    pointer = osp.join(folder, "checkpoint")
-    candidates = []
-    if osp.exists(pointer):
-        with open(pointer) as f:
-            candidates.append(osp.join(folder, f.readline().strip()))
-    else:
-        candidates += [osp.join(folder, name) for name in reversed(checkpoint_files(folder))]
+    pointed = pointed_file(folder)
+    candidates = [pointed] if pointed else [osp.join(folder, name) for name in reversed(checkpoint_files(folder))]
     for path in candidates:
-        if osp.exists(path):
+        if osp.isfile(path):
             return saved_trainer(load_checkpoint(path))
     return None
 
