@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_bad_inputs import TR_YAML, args, assert_refused
+from test_bad_inputs import args, assert_refused
 from test_promptkd import TINY_OPTS as PKD_OPTS, YAML as PKD_YAML, release_state_dict, trained_teacher, write_teacher
 from textrefiner.cli.train import main
 

@@ -197,46 +197,7 @@ def train_step(trainer):
     return trainer.forward_backward(one_batch(trainer))
 
 
-def test_only_prompts_couplings_and_head_train(data_root, tmp_path):
-    trainer = build(maple_cfg(data_root, tmp_path))
-    clip_before = copy.deepcopy(trainer.model.state_dict())
-    train_step(trainer)
-    trainable = {f"{n}.{k}": p for n in trainer.get_model_names() for k, p in trainer._models[n].named_parameters()}
-    prompts = {"prompt_learner.ctx", "prompt_learner.deep_ctx"} | {
-        f"prompt_learner.couplings.{i}.{w}" for i in (0, 1) for w in ("weight", "bias")
-    }
-    assert prompts <= set(trainable) and all(n.startswith(("prompt_learner.", "textrefiner.")) for n in trainable)
-    assert {n for n, p in trainer.model.named_parameters() if p.requires_grad} == prompts
-    for name, p in trainable.items():
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"{name} received no gradient"
-    after = trainer.model.state_dict()
-    changed = {k for k in clip_before if not torch.equal(clip_before[k], after[k])}
-    assert changed == prompts
 
-
-def test_disabled_refiner_is_exactly_maple(data_root, tmp_path):
-    runs = {}
-    for name, trainer_name, opts in [
-        ("maple", "MaPLe", []), ("off", "MaPLe_TextRefiner", ["TRAINER.TEXTREFINER.ENABLED", False]),
-    ]:
-        trainer = build(maple_cfg(data_root, tmp_path / name, trainer_name, opts=["TEST.NO_TEST", True, *opts]))
-        trainer.train()
-        runs[name] = trainer
-    assert runs["off"].refiner is None and runs["off"].get_model_names() == runs["maple"].get_model_names()
-    image = one_batch(runs["maple"])["img"]
-    with torch.no_grad():
-        logits = [t.set_model_mode("eval") or t.model(image) for t in runs.values()]
-    assert torch.equal(*logits)
-
-
-def test_text_features_once_per_evaluation_equal_per_batch(data_root, tmp_path):
-    trainer = build(maple_cfg(data_root, tmp_path, "MaPLe"))
-    train_step(trainer)
-    trainer.set_model_mode("eval")
-    image = one_batch(trainer)["img"]
-    with torch.no_grad():
-        # the vision prompts are still coupled from the current text prompts for every batch
-        assert torch.equal(trainer.model(image), trainer.model(image, text_features=trainer.classifier_text_features()))
 
 
 def test_cache_survives_save_load_and_resume(data_root, tmp_path):

@@ -117,22 +117,6 @@ def test_gpa_averages_the_trainable_tensors_and_leaves_clip_bit_identical(data_r
     assert (tmp_path / "gpa" / "model.pth.tar-3").exists()
 
 
-def test_disabled_refiner_is_exactly_promptsrc(data_root, tmp_path):
-    runs = {}
-    for name, trainer_name, opts in [
-        ("src", "PromptSRC", []), ("off", "PromptSRC_TextRefiner", ["TRAINER.TEXTREFINER.ENABLED", False]),
-    ]:
-        trainer = build(promptsrc_cfg(data_root, tmp_path / name, trainer_name, opts=["TEST.NO_TEST", True, *opts]))
-        trainer.train()
-        runs[name] = trainer
-    assert runs["off"].refiner is None and runs["off"].get_model_names() == runs["src"].get_model_names()
-    states = [t.model.prompt_learner.state_dict() for t in runs.values()]
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    image = one_batch(runs["src"])["img"]
-    with torch.no_grad():
-        logits = [t.set_model_mode("eval") or t.model(image) for t in runs.values()]
-    assert torch.equal(*logits)
-
 
 def test_textrefiner_variant_adds_promptsrc_terms(data_root, tmp_path):
     teacher = str(tmp_path / "teacher.pth.tar")

@@ -1,6 +1,5 @@
 """Checkpoints are data, never code: a payload planted in any file we load never runs, and the file is
 refused with one line naming the class and the file; what Dassl and the releases pickle still loads."""
-import collections
 import shutil
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from test_bad_inputs import TR_YAML, args
+from test_bad_inputs import args
 from test_promptkd import TINY_OPTS as PKD_OPTS, YAML as PKD_YAML, release_state_dict, trained_teacher, write_teacher
 from textrefiner import clip_backbone
 from textrefiner.cli.train import main

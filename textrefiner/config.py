@@ -6,8 +6,15 @@ project that ``cfg`` lacks and leaves the keys it already has (the checkout's ow
 ``TRAINER.COOP``, ``TRAINER.MAPLE``, ...) as they are. Host keys keep their upstream
 names and defaults (``TRAINER.COOP.*``) so upstream YAML files work unchanged.
 Our trainers check at build that these keys exist (``check_project_keys``).
+
+This module holds the keys every trainer shares (data, run, backbone) and the registry of
+``ConfigPart``s: each host's trainer module registers its own keys and their checks beside its
+trainers (``textrefiner/trainers/coop.py`` for ``TRAINER.COOP``, ...), so importing
+``textrefiner.trainers`` is what makes ``add_textrefiner_config`` add them.
 """
-from typing import List
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from yacs.config import CfgNode as CN
 
@@ -37,150 +44,82 @@ def add_backbone_config(cfg: CN) -> None:
     cfg.MODEL.BACKBONE.PATH = ""
 
 
-def add_coop_config(cfg: CN) -> None:
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16  # number of learnable context tokens M (ignored when CTX_INIT is set)
-    cfg.TRAINER.COOP.CSC = False  # class-specific context: one context per class (random init only)
-    cfg.TRAINER.COOP.CTX_INIT = ""  # words initialising the context, e.g. "a photo of a"
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16 (CoOp default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # where the class name goes: end, middle or front
-    # Encode the class prompts this many at a time (0 = all classes at once). In training each
-    # chunk is checkpointed (recomputed in backward): the text side's peak memory is about one
-    # chunk's instead of all classes', same loss and gradients, one extra text forward per step
-    cfg.TRAINER.COOP.TEXT_CHUNK_SIZE = 0
+#: key -> the values it accepts; key -> (smallest whole number, what it counts); key -> closed range
+Choices = Mapping[str, Sequence]
+Minimums = Mapping[str, Tuple[int, str]]
+Ranges = Mapping[str, Tuple[float, float]]
 
 
-def add_maple_config(cfg: CN) -> None:
-    """``TRAINER.MAPLE.*`` with the MaPLe release's names and defaults."""
-    cfg.TRAINER.MAPLE = CN()
-    # Learnable context tokens per prompted layer (text; each is coupled into one vision token)
-    cfg.TRAINER.MAPLE.N_CTX = 2
-    # Prompt words before the class name; the context starts as its first N_CTX tokens and the
-    # remaining words stay fixed ("" = N_CTX random tokens, N(0, 0.02))
-    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
-    cfg.TRAINER.MAPLE.PREC = "fp16"  # fp16 (MaPLe default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
-    # J: layers 1..J of both towers get prompts (1 = shallow MaPLe); at most the CLIP's layer count (12 for ViT-B)
-    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9
-    # Encode the class prompts this many at a time, each chunk checkpointed in training (0 = all
-    # at once); as TRAINER.COOP.TEXT_CHUNK_SIZE (not a MaPLe release key)
-    cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = 0
+@dataclass(frozen=True)
+class ConfigPart:
+    """One part of the project's config: the keys ``add`` puts on a config (each with a comment
+    saying what it means) and how train.py checks their values before anything runs.
+
+    Every host's trainer module registers its own part (``register_config_part``), beside its
+    trainers; ``add_textrefiner_config`` adds every registered part's keys.
+    """
+
+    name: str  # the node it adds, e.g. "TRAINER.COOP"
+    add: Callable[[CN], None]
+    choices: Choices = field(default_factory=dict)
+    minimums: Minimums = field(default_factory=dict)
+    ranges: Ranges = field(default_factory=dict)
+    #: checks across keys (or against facts a table cannot state); raises ConfigError
+    check: Optional[Callable[[CN], None]] = None
 
 
-def add_promptkd_config(cfg: CN) -> None:
-    """``TRAINER.PROMPTKD.*``: the PromptKD release's names and values (its scripts' KD_WEIGHT and
-    TEMPERATURE), plus the teacher's location and prompt design, which the release hard-codes."""
-    cfg.TRAINER.PROMPTKD = CN()
-    # Student: vision prompt tokens per prompted block of its image tower
-    cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4
-    # Student: blocks 1..J of its image tower get prompts (9 base-to-novel, 3 cross-dataset)
-    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_VISION = 9
-    # Teacher: learnable text context tokens (its first N_CTX_TEXT words of CTX_INIT)
-    cfg.TRAINER.PROMPTKD.N_CTX_TEXT = 4
-    cfg.TRAINER.PROMPTKD.CTX_INIT = "a photo of a"  # teacher's prompt words before the class name
-    # Accepted so the release's YAMLs load; no effect there either (the student has no text tower,
-    # the release's teacher design is fixed: see TEACHER_PROMPT_DEPTH_TEXT)
-    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.PROMPTKD.PROJECT_LAYER = 2  # accepted for the release's YAMLs; the projector has 2 layers
-    cfg.TRAINER.PROMPTKD.CE_WEIGHT = 0.0  # accepted for the release's YAMLs; no label loss exists (unused there too)
-    cfg.TRAINER.PROMPTKD.PREC = "fp16"  # fp16 (release), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
-    # Weight of the distillation loss KL(teacher || student) * T^2 / (B * C). The release's scripts use
-    # 1000 (200 for fgvc_aircraft, oxford_flowers, dtd in base-to-novel); the launchers set it per dataset
-    cfg.TRAINER.PROMPTKD.KD_WEIGHT = 1000.0
-    cfg.TRAINER.PROMPTKD.TEMPERATURE = 1.0  # T of the distillation (and of TextRefiner's semantic KL)
-    # Teacher backbone: anything MODEL.BACKBONE.NAME takes (OpenAI name, weights file, random:<arch>)
-    cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"
-    cfg.TRAINER.PROMPTKD.TEACHER_PATH = ""  # weights file for an OpenAI TEACHER_NAME (as MODEL.BACKBONE.PATH)
-    # Teacher prompts: "file" (a trained IVLP/PromptSRC checkpoint, see TEACHER_DIR), "init" (prompts
-    # drawn from a fixed seed: an untrained teacher, for tests) or "none" (zero-shot CLIP, "a photo of a {}.")
-    cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS = "file"
-    # Root of the teachers in the release's layout: <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar
-    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross)
-    cfg.TRAINER.PROMPTKD.TEACHER_DIR = "teacher_model"
-    cfg.TRAINER.PROMPTKD.TEACHER_FILE = ""  # a teacher checkpoint outside that layout (overrides TEACHER_DIR)
-    # Which teacher of the layout: "base2novel" (per dataset) or "cross" (ImageNet); the release's TRAINER.MODAL
-    cfg.TRAINER.PROMPTKD.MODAL = "base2novel"
-    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers)
-    cfg.TRAINER.PROMPTKD.TEACHER_N_CTX_VISION = 4
-    cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION = 9
-    # Training images: "all" (the release: the unlabelled images of every class, whatever
-    # DATASET.SUBSAMPLE_CLASSES evaluates) or "eval" (only the evaluated classes, as the paper's text says)
-    cfg.TRAINER.PROMPTKD.TRAIN_CLASSES = "all"
-    # Model selection each epoch (TEST.FINAL_MODEL best_val): "test" (the release: the evaluated classes'
-    # TEST images, i.e. test-set selection) or "val" (the dataset's validation split)
-    cfg.TRAINER.PROMPTKD.VAL_SPLIT = "test"
+_PARTS: Dict[str, ConfigPart] = {}
 
 
+def register_config_part(part: ConfigPart) -> ConfigPart:
+    """Add ``part`` to what ``add_textrefiner_config`` adds (registering a name again replaces it)."""
+    _PARTS[part.name] = part
+    return part
 
 
-def add_ivlp_config(cfg: CN) -> None:
-    """``TRAINER.IVLP.*`` with the PromptSRC/PromptKD releases' names and defaults."""
-    cfg.TRAINER.IVLP = CN()
-    cfg.TRAINER.IVLP.N_CTX_VISION = 2  # learnable vision tokens per prompted layer
-    cfg.TRAINER.IVLP.N_CTX_TEXT = 2  # learnable text tokens per prompted layer
-    # Prompt words before the class name; the text context starts as its first N_CTX_TEXT tokens
-    # (N(0, 0.02) when N_CTX_TEXT exceeds its words or it is "")
-    cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"
-    cfg.TRAINER.IVLP.PREC = "fp16"  # fp16 (release default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
-    # J_v: vision layers 1..J_v get their own prompts (0 = none, 1 = input only); at most the CLIP's layers
-    cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9
-    # J_t: text layers 1..J_t get their own prompts (1 = the input context only); at most the CLIP's layers
-    cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9
-    # Encode the class prompts this many at a time, each chunk checkpointed in training (0 = all
-    # at once); as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
-    cfg.TRAINER.IVLP.TEXT_CHUNK_SIZE = 0
+def config_parts() -> Tuple[ConfigPart, ...]:
+    """The registered parts, in registration order (this module's own first, then the hosts')."""
+    return tuple(_PARTS.values())
 
 
-def add_promptsrc_config(cfg: CN) -> None:
-    """``TRAINER.PROMPTSRC.*`` with the PromptSRC release's names and defaults (integers where the
-    release has integers, so its YAML files merge)."""
-    cfg.TRAINER.PROMPTSRC = CN()
-    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4  # learnable vision tokens per prompted layer
-    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4  # learnable text tokens per prompted layer
-    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"  # as TRAINER.IVLP.CTX_INIT
-    cfg.TRAINER.PROMPTSRC.PREC = "fp16"  # fp16 (release default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
-    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9  # as TRAINER.IVLP.PROMPT_DEPTH_VISION
-    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9  # as TRAINER.IVLP.PROMPT_DEPTH_TEXT
-    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # weight of L1(prompted text vs frozen 60-template text features)
-    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10  # weight of L1(prompted vs frozen image features)
-    # Gaussian prompt aggregation: epoch e (1-based) weighs N(e; GPA_MEAN, GPA_STD^2), normalised over the epochs
-    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
-    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
-    cfg.TRAINER.PROMPTSRC.TEXT_CHUNK_SIZE = 0  # as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
-    # After training, write the final model as a PromptKD teacher file at this path ("" = none), in the
-    # release's key layout (textrefiner.hosts.ivlp.teacher_state_dict); not a release key
-    cfg.TRAINER.PROMPTSRC.TEACHER_FILE = ""
-    # Replace an existing TEACHER_FILE; False stops before training when the file exists
-    cfg.TRAINER.PROMPTSRC.TEACHER_OVERWRITE = False
+def config_part(name: str) -> Optional[ConfigPart]:
+    return _PARTS.get(name)
 
 
-def add_refiner_config(cfg: CN) -> None:
-    """``TRAINER.TEXTREFINER.*``: defaults are the authors' release (REFERENCE.md section 2)."""
-    cfg.TRAINER.TEXTREFINER = CN()
-    cfg.TRAINER.TEXTREFINER.ENABLED = True  # False: the trainer is exactly its host (CoOp, MaPLe, ...)
-    cfg.TRAINER.TEXTREFINER.CACHE_SIZE = 25  # M, number of local-cache entries (Eqs. 2-6)
-    cfg.TRAINER.TEXTREFINER.MOMENTUM = 0.8  # gamma in Eq. 4 ("momentum alpha" in the paper's details)
-    cfg.TRAINER.TEXTREFINER.ALPHA = 0.2  # alpha in Eq. 7, weight of the aggregated detail ("fusion factor beta")
-    # lambda_1 in Eq. 12, weight of the semantic loss (1/50), relative to the host's loss weight
-    # (1 for CoOp/MaPLe; TRAINER.PROMPTKD.KD_WEIGHT for PromptKD, whose configs use 1/100)
-    cfg.TRAINER.TEXTREFINER.LAMBDA_SEM = 0.02
-    # lambda_2 in Eq. 12, weight of the regularisation loss, relative as LAMBDA_SEM (PromptKD configs: 1/50)
-    cfg.TRAINER.TEXTREFINER.LAMBDA_REG = 20.0
-    cfg.TRAINER.TEXTREFINER.TOPK = 5  # k in Eq. 10, patch tokens with the highest CLS attention
-    # Cache update: "release" (authors' code: token-softmax weights, sum, re-normalised entries)
-    # or "paper" (Eq. 4 as printed: entry-softmax weights D_ij on raw tokens, no re-normalisation)
-    cfg.TRAINER.TEXTREFINER.UPDATE_RULE = "release"
-    # Semantic set S in Eq. 10: "release" (CLS + top-k + mean, k + 2 tokens) or "paper" (top-k + mean)
-    cfg.TRAINER.TEXTREFINER.SEMANTIC_SET = "release"
-    # L2-normalise the refined features E_hat before the logits (the paper's cosine); the release does not
-    cfg.TRAINER.TEXTREFINER.NORMALIZE_REFINED = False
+def _get(cfg: CN, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
 
 
-#: what each part of the project adds, in order; a new host appends its own function here
-CONFIG_PARTS = (
-    add_data_config, add_run_config, add_backbone_config, add_coop_config, add_maple_config, add_promptkd_config, add_refiner_config,
-    add_ivlp_config, add_promptsrc_config,
-)
+def check_values(cfg: CN, parts: Iterable[ConfigPart]) -> None:
+    """Every value of ``parts`` with a fixed set of choices or a range; the first failure raises
+    ``ConfigError`` naming the key, the accepted values and the value given."""
+    for part in parts:
+        for key, choices in part.choices.items():
+            value = _get(cfg, key)
+            if value not in choices:
+                raise ConfigError(f"{key} must be one of {list(choices)}, got {value!r}")
+        for key, (low, meaning) in part.minimums.items():
+            value = _get(cfg, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{key} ({meaning}) must be a whole number >= {low}, got {value!r}")
+        for key, (low, high) in part.ranges.items():
+            value = _get(cfg, key)
+            if not isinstance(value, (int, float)) or math.isnan(value) or not low <= value <= high:
+                bounds = f"in [{low}, {high}]" if math.isfinite(high) else ("> 0" if low > 0 else f">= {low}")
+                raise ConfigError(f"{key} must be a number {bounds}, got {value!r}")
+        if part.check is not None:
+            part.check(cfg)
+
+
+for _part in (
+    ConfigPart("DATASET", add_data_config, choices={"DATASET.SUBSAMPLE_CLASSES": ("all", "base", "new")}),
+    ConfigPart("TRAIN", add_run_config),
+    ConfigPart("MODEL.BACKBONE", add_backbone_config),
+):
+    register_config_part(_part)
 
 
 def project_keys() -> CN:
@@ -191,8 +130,8 @@ def project_keys() -> CN:
     cfg.MODEL.BACKBONE = CN()
     cfg.TRAINER = CN()
     cfg.TRAIN = CN()
-    for add in CONFIG_PARTS:
-        add(cfg)
+    for part in config_parts():
+        part.add(cfg)
     return cfg
 
 
@@ -217,6 +156,9 @@ def _add_missing(cfg: CN, keys: CN) -> None:
 def add_textrefiner_config(cfg: CN) -> CN:
     """Add every key of this project that ``cfg`` lacks (in place); keys already there keep their
     values. Call it in your ``train.py``'s ``extend_cfg``, before the YAML files are merged."""
+    if not any(part.name.startswith("TRAINER.") for part in config_parts()):
+        raise ConfigError("No trainer has registered its config keys yet: `import textrefiner.trainers` first (it "
+                          "registers the trainers and their keys), then call add_textrefiner_config(cfg)")
     frozen = cfg.is_frozen()
     cfg.defrost()
     _add_missing(cfg, project_keys())
@@ -230,9 +172,10 @@ def missing_project_keys(cfg: CN) -> List[str]:
     return _missing(cfg, project_keys())
 
 
-def check_project_keys(cfg: CN) -> None:
-    """Fail in one line if ``cfg`` was not extended with this project's keys."""
-    missing = missing_project_keys(cfg)
+def check_project_keys(cfg: CN, first: Sequence[str] = ()) -> None:
+    """Fail in one line if ``cfg`` was not extended with this project's keys (those under the
+    nodes ``first`` named first: the ones the trainer at hand reads)."""
+    missing = sorted(missing_project_keys(cfg), key=lambda key: not key.startswith(tuple(first)))
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ConfigError(

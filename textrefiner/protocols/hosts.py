@@ -2,11 +2,9 @@
 and the benchmarks read.
 
 Adding a host (README, "Adding a host"): its modules in ``textrefiner/hosts/<host>.py``; its
-trainers in ``textrefiner/trainers/`` (``@register_trainer``, imported by the package's
-``__init__``); its keys as an ``add_<host>_config`` in ``textrefiner/config.py``, listed in
-``CONFIG_PARTS``; its YAML files in ``configs/trainers/<Trainer>/``; one entry in ``HOSTS``
-below; and the launchers ``scripts/<host>/*.sh``, each one line calling
-``scripts/protocol.sh <host> <step>``.
+config keys, their checks and its trainers ``X`` and ``X_TextRefiner`` in
+``textrefiner/trainers/<host>.py``; its YAML files in ``configs/trainers/<Trainer>/``; and one
+entry in ``HOSTS`` below.
 """
 import os
 from dataclasses import dataclass, field

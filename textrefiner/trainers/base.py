@@ -23,14 +23,14 @@ import torch.nn as nn
 
 from textrefiner.checkpoints import init_from_file, init_from_release, load_release_model_dir
 from textrefiner.clip_backbone import load_clip
-from textrefiner.config import ConfigError, check_project_keys
+from textrefiner.config import ConfigError, check_project_keys, check_values, config_part
 from textrefiner.errors import SettingError, UserError
 from textrefiner.framework import (
     FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint,
 )
 from textrefiner.framework.checkpoint import commit_pending_save, save_registered_models
 from textrefiner.modeling import HardLabels
-from textrefiner.precision import PRECISIONS, Precision
+from textrefiner.precision import Precision
 from textrefiner.results import build_record, write_result
 from textrefiner.safe_load import non_finite
 
@@ -52,7 +52,7 @@ class PromptTrainer(TrainerX):
     _updates = 0
 
     def __init__(self, cfg):
-        check_project_keys(cfg)  # a foreign train.py that skipped add_textrefiner_config fails here, in one line
+        check_project_keys(cfg, self.config_part_names())  # a foreign train.py that skipped add_textrefiner_config fails here, in one line
         self._started = time.time()
         self._eval_text_features: Optional[torch.Tensor] = None
         self.loaded_from = ("", None)
@@ -64,10 +64,15 @@ class PromptTrainer(TrainerX):
     def host_cfg(self):
         return self.cfg.TRAINER[self.host_key]
 
+    @classmethod
+    def config_part_names(cls) -> Tuple[str, ...]:
+        """The config parts (``textrefiner.config.ConfigPart``) whose keys this trainer reads."""
+        return ("DATASET", f"TRAINER.{cls.host_key}")
+
     def check_cfg(self, cfg) -> None:
-        prec = cfg.TRAINER[self.host_key].PREC
-        if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.host_key}.PREC must be one of {PRECISIONS}, got {prec!r}")
+        """The values of this trainer's config parts (train.py checks them before anything runs;
+        here again for a foreign train.py, which does not)."""
+        check_values(cfg, [config_part(name) for name in self.config_part_names() if config_part(name)])
 
     # ------------------------------------------------------------------ building
     def load_clip(self) -> nn.Module:

@@ -12,20 +12,33 @@ it classifies with the teacher's text features. Unlike the release:
   from two evaluations, each against its own half of the teacher's classes;
 * the teacher is found in the release's folder layout, loaded strictly, built lazily (an
   evaluation never loads it), and runs in any precision of ``textrefiner/precision.py``.
+
+``PromptKD_TextRefiner`` (the TextRefiner release's ``promptkd_textrefiner``, there a trainer named
+"TextRefiner"): the cache, the aggregation and the alignment live in the teacher's text space
+(768-d for a ViT-L/14 teacher); the local tokens are the student's last-block CLS and patch tokens
+(prompt positions left out), aligned from the student's width. The student's logits use the
+refined teacher features t'; the teacher's logits do not. The semantic loss is KL to the teacher's
+probabilities of the image (the host's loss form), the regulariser trains only the aggregation
+(the teacher's features carry no gradient); both are weighted relative to KD_WEIGHT.
 """
+import math
 import os.path as osp
 from typing import List
 
 import torch
+from yacs.config import CfgNode as CN
 
 from textrefiner.clip_backbone import WeightsNotFoundError, embed_dim, load_clip
+from textrefiner.config import ConfigPart, register_config_part
 from textrefiner.framework import DataManager, load_checkpoint, register_trainer
 from textrefiner.hosts.teacher_ivlp import IVLPCLIP, build_ivlp, check_depth
 from textrefiner.hosts.ivlp_checkpoint import load_release_checkpoint
 from textrefiner.hosts.promptkd import PromptKDStudent
 from textrefiner.modeling import SoftTargets
+from textrefiner.precision import PRECISIONS
 
 from .base import PromptTrainer
+from .textrefiner import TextRefinerMixin
 
 #: where the release looks for its teachers, under TRAINER.PROMPTKD.TEACHER_DIR, per MODAL
 TEACHER_LAYOUT = {
@@ -35,6 +48,67 @@ TEACHER_LAYOUT = {
 TEACHER_PROMPTS = ("file", "init", "none")
 #: seed of the "init" teacher's prompts: every run (training, a later evaluation) sees the same teacher
 TEACHER_INIT_SEED = 0
+
+
+def add_promptkd_config(cfg: CN) -> None:
+    """``TRAINER.PROMPTKD.*``: the PromptKD release's names and values (its scripts' KD_WEIGHT and
+    TEMPERATURE), plus the teacher's location and prompt design, which the release hard-codes."""
+    cfg.TRAINER.PROMPTKD = CN()
+    # Student: vision prompt tokens per prompted block of its image tower
+    cfg.TRAINER.PROMPTKD.N_CTX_VISION = 4
+    # Student: blocks 1..J of its image tower get prompts (9 base-to-novel, 3 cross-dataset)
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_VISION = 9
+    # Teacher: learnable text context tokens (its first N_CTX_TEXT words of CTX_INIT)
+    cfg.TRAINER.PROMPTKD.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTKD.CTX_INIT = "a photo of a"  # teacher's prompt words before the class name
+    # Accepted so the release's YAMLs load; no effect there either (the student has no text tower,
+    # the release's teacher design is fixed: see TEACHER_PROMPT_DEPTH_TEXT)
+    cfg.TRAINER.PROMPTKD.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTKD.PROJECT_LAYER = 2  # accepted for the release's YAMLs; the projector has 2 layers
+    cfg.TRAINER.PROMPTKD.CE_WEIGHT = 0.0  # accepted for the release's YAMLs; no label loss exists (unused there too)
+    cfg.TRAINER.PROMPTKD.PREC = "fp16"  # fp16 (release), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
+    # Weight of the distillation loss KL(teacher || student) * T^2 / (B * C). The release's scripts use
+    # 1000 (200 for fgvc_aircraft, oxford_flowers, dtd in base-to-novel); the launchers set it per dataset
+    cfg.TRAINER.PROMPTKD.KD_WEIGHT = 1000.0
+    cfg.TRAINER.PROMPTKD.TEMPERATURE = 1.0  # T of the distillation (and of TextRefiner's semantic KL)
+    # Teacher backbone: anything MODEL.BACKBONE.NAME takes (OpenAI name, weights file, random:<arch>)
+    cfg.TRAINER.PROMPTKD.TEACHER_NAME = "ViT-L/14"
+    cfg.TRAINER.PROMPTKD.TEACHER_PATH = ""  # weights file for an OpenAI TEACHER_NAME (as MODEL.BACKBONE.PATH)
+    # Teacher prompts: "file" (a trained IVLP/PromptSRC checkpoint, see TEACHER_DIR), "init" (prompts
+    # drawn from a fixed seed: an untrained teacher, for tests) or "none" (zero-shot CLIP, "a photo of a {}.")
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS = "file"
+    # Root of the teachers in the release's layout: <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar
+    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross)
+    cfg.TRAINER.PROMPTKD.TEACHER_DIR = "teacher_model"
+    cfg.TRAINER.PROMPTKD.TEACHER_FILE = ""  # a teacher checkpoint outside that layout (overrides TEACHER_DIR)
+    # Which teacher of the layout: "base2novel" (per dataset) or "cross" (ImageNet); the release's TRAINER.MODAL
+    cfg.TRAINER.PROMPTKD.MODAL = "base2novel"
+    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers)
+    cfg.TRAINER.PROMPTKD.TEACHER_N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION = 9
+    # Training images: "all" (the release: the unlabelled images of every class, whatever
+    # DATASET.SUBSAMPLE_CLASSES evaluates) or "eval" (only the evaluated classes, as the paper's text says)
+    cfg.TRAINER.PROMPTKD.TRAIN_CLASSES = "all"
+    # Model selection each epoch (TEST.FINAL_MODEL best_val): "test" (the release: the evaluated classes'
+    # TEST images, i.e. test-set selection) or "val" (the dataset's validation split)
+    cfg.TRAINER.PROMPTKD.VAL_SPLIT = "test"
+
+
+PROMPTKD_CONFIG = register_config_part(ConfigPart(
+    "TRAINER.PROMPTKD", add_promptkd_config,
+    choices={"TRAINER.PROMPTKD.PREC": PRECISIONS, "TRAINER.PROMPTKD.TEACHER_PROMPTS": TEACHER_PROMPTS,
+             "TRAINER.PROMPTKD.MODAL": tuple(TEACHER_LAYOUT), "TRAINER.PROMPTKD.TRAIN_CLASSES": ("all", "eval"),
+             "TRAINER.PROMPTKD.VAL_SPLIT": ("test", "val")},
+    # the depths' upper bounds are the CLIPs' layer counts, checked when student and teacher are built
+    minimums={"TRAINER.PROMPTKD.N_CTX_VISION": (0, "student vision tokens per prompted block"),
+              "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION": (1, "student prompted blocks"),
+              "TRAINER.PROMPTKD.N_CTX_TEXT": (0, "teacher text context tokens"),
+              "TRAINER.PROMPTKD.TEACHER_N_CTX_VISION": (0, "teacher vision tokens per prompted block"),
+              "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT": (1, "teacher prompted text blocks"),
+              "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION": (1, "teacher prompted vision blocks")},
+    ranges={"TRAINER.PROMPTKD.KD_WEIGHT": (1e-12, math.inf), "TRAINER.PROMPTKD.TEMPERATURE": (1e-12, math.inf)},
+))
 
 
 class TeacherNotFoundError(WeightsNotFoundError):
@@ -99,13 +173,6 @@ class PromptKD(PromptTrainer):
     host_key = "PROMPTKD"
     host_loss_name = "kd"
     teacher = None
-
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
-        c = cfg.TRAINER.PROMPTKD
-        for key, choices in (("TRAIN_CLASSES", ("all", "eval")), ("VAL_SPLIT", ("test", "val"))):
-            if c[key] not in choices:
-                raise ValueError(f"TRAINER.PROMPTKD.{key} must be one of {choices}, got {c[key]!r}")
 
     # ------------------------------------------------------------------ data
     def build_data_loader(self) -> None:
@@ -176,3 +243,8 @@ class PromptKD(PromptTrainer):
             self.teacher = None
             self.prepare_teacher()
         return self.model.text_features(self.eval_classnames)
+
+
+@register_trainer
+class PromptKD_TextRefiner(TextRefinerMixin, PromptKD):
+    """PromptKD + local cache, feature aggregation and alignment; keys under TRAINER.PROMPTKD and TRAINER.TEXTREFINER."""

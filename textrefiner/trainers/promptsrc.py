@@ -9,21 +9,67 @@ targets are encoded in the run's precision.
 
 ``TRAINER.PROMPTSRC.TEACHER_FILE`` makes the trainer write its final model as a PromptKD teacher
 (``teacher_state_dict``'s key layout) once training and the final test are done.
+
+``PromptSRC_TextRefiner`` (no public code has this row): the mixin's step (CE on the refined logits
++ semantic + regularisation) plus PromptSRC's terms through ``PromptSRC.host_losses``: the KL to
+zero-shot CLIP on the refined logits (the classifier actually trained), the text L1 on the
+prompted, unrefined text features (what PromptSRC keeps close to CLIP). GPA averages every
+trainable parameter, the TextRefiner head's included; the local cache (a buffer) is never averaged.
 """
+import math
 import os.path as osp
 
+from yacs.config import CfgNode as CN
 
-from textrefiner.config import ConfigError
+from textrefiner.config import ConfigError, ConfigPart, register_config_part
 from textrefiner.framework import register_trainer
 from textrefiner.framework.checkpoint import atomic_save
 from textrefiner.hosts.ivlp import teacher_state_dict
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
 from textrefiner.hosts.promptsrc import PromptSRCCLIP, self_regularizing_losses, template_text_features
 
-from .ivlp import IVLP, build_ivlp_prompt_learner
+from .ivlp import IVLP, build_ivlp_prompt_learner, ivlp_checks
+from .textrefiner import TextRefinerMixin
 
 #: registered name of the GPA running sums (saved beside the prompts, so a resumed run averages right)
 GPA_MODEL_NAME = "gpa"
+
+
+def add_promptsrc_config(cfg: CN) -> None:
+    """``TRAINER.PROMPTSRC.*`` with the PromptSRC release's names and defaults (integers where the
+    release has integers, so its YAML files merge)."""
+    cfg.TRAINER.PROMPTSRC = CN()
+    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4  # learnable vision tokens per prompted layer
+    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4  # learnable text tokens per prompted layer
+    cfg.TRAINER.PROMPTSRC.CTX_INIT = "a photo of a"  # as TRAINER.IVLP.CTX_INIT
+    cfg.TRAINER.PROMPTSRC.PREC = "fp16"  # fp16 (release default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9  # as TRAINER.IVLP.PROMPT_DEPTH_VISION
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9  # as TRAINER.IVLP.PROMPT_DEPTH_TEXT
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # weight of L1(prompted text vs frozen 60-template text features)
+    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10  # weight of L1(prompted vs frozen image features)
+    # Gaussian prompt aggregation: epoch e (1-based) weighs N(e; GPA_MEAN, GPA_STD^2), normalised over the epochs
+    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
+    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
+    cfg.TRAINER.PROMPTSRC.TEXT_CHUNK_SIZE = 0  # as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
+    # After training, write the final model as a PromptKD teacher file at this path ("" = none), in the
+    # release's key layout (textrefiner.hosts.ivlp.teacher_state_dict); not a release key
+    cfg.TRAINER.PROMPTSRC.TEACHER_FILE = ""
+    # Replace an existing TEACHER_FILE; False stops before training when the file exists
+    cfg.TRAINER.PROMPTSRC.TEACHER_OVERWRITE = False
+
+
+def check_gpa(cfg: CN) -> None:
+    """GPA must give some epoch a weight (raises SettingError naming GPA_MEAN / GPA_STD otherwise)."""
+    gaussian_weights(cfg.OPTIM.MAX_EPOCH, cfg.TRAINER.PROMPTSRC.GPA_MEAN, cfg.TRAINER.PROMPTSRC.GPA_STD)
+
+
+_checks = ivlp_checks("PROMPTSRC")
+PROMPTSRC_CONFIG = register_config_part(ConfigPart(
+    "TRAINER.PROMPTSRC", add_promptsrc_config, choices=_checks["choices"], minimums=_checks["minimums"],
+    ranges={"TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT": (0.0, math.inf), "TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT": (0.0, math.inf),
+            "TRAINER.PROMPTSRC.GPA_STD": (1e-12, math.inf)},
+    check=check_gpa,
+))
 
 
 @register_trainer
@@ -121,3 +167,8 @@ class PromptSRC(IVLP):
         atomic_save(state, path)
         print(f"PromptKD teacher written to {path}")
         return path
+
+
+@register_trainer
+class PromptSRC_TextRefiner(TextRefinerMixin, PromptSRC):
+    """PromptSRC + local cache, feature aggregation and alignment; keys under TRAINER.PROMPTSRC and TRAINER.TEXTREFINER."""

@@ -19,10 +19,47 @@ before updating it at every training step. At evaluation the refined features t'
 computed once per evaluation from the frozen cache and no local tokens are computed.
 ``TRAINER.TEXTREFINER.ENABLED False`` builds no head: the trainer is then exactly its host.
 """
-import torch.nn as nn
+import math
 
+import torch.nn as nn
+from yacs.config import CfgNode as CN
+
+from textrefiner.config import ConfigPart, register_config_part
 from textrefiner.errors import UserError
-from textrefiner.modeling import TextRefiner
+from textrefiner.modeling import SEMANTIC_SETS, UPDATE_RULES, TextRefiner
+
+
+def add_refiner_config(cfg: CN) -> None:
+    """``TRAINER.TEXTREFINER.*``: defaults are the authors' release (REFERENCE.md section 2)."""
+    cfg.TRAINER.TEXTREFINER = CN()
+    cfg.TRAINER.TEXTREFINER.ENABLED = True  # False: the trainer is exactly its host (CoOp, MaPLe, ...)
+    cfg.TRAINER.TEXTREFINER.CACHE_SIZE = 25  # M, number of local-cache entries (Eqs. 2-6)
+    cfg.TRAINER.TEXTREFINER.MOMENTUM = 0.8  # gamma in Eq. 4 ("momentum alpha" in the paper's details)
+    cfg.TRAINER.TEXTREFINER.ALPHA = 0.2  # alpha in Eq. 7, weight of the aggregated detail ("fusion factor beta")
+    # lambda_1 in Eq. 12, weight of the semantic loss (1/50), relative to the host's loss weight
+    # (1 for CoOp/MaPLe; TRAINER.PROMPTKD.KD_WEIGHT for PromptKD, whose configs use 1/100)
+    cfg.TRAINER.TEXTREFINER.LAMBDA_SEM = 0.02
+    # lambda_2 in Eq. 12, weight of the regularisation loss, relative as LAMBDA_SEM (PromptKD configs: 1/50)
+    cfg.TRAINER.TEXTREFINER.LAMBDA_REG = 20.0
+    cfg.TRAINER.TEXTREFINER.TOPK = 5  # k in Eq. 10, patch tokens with the highest CLS attention
+    # Cache update: "release" (authors' code: token-softmax weights, sum, re-normalised entries)
+    # or "paper" (Eq. 4 as printed: entry-softmax weights D_ij on raw tokens, no re-normalisation)
+    cfg.TRAINER.TEXTREFINER.UPDATE_RULE = "release"
+    # Semantic set S in Eq. 10: "release" (CLS + top-k + mean, k + 2 tokens) or "paper" (top-k + mean)
+    cfg.TRAINER.TEXTREFINER.SEMANTIC_SET = "release"
+    # L2-normalise the refined features E_hat before the logits (the paper's cosine); the release does not
+    cfg.TRAINER.TEXTREFINER.NORMALIZE_REFINED = False
+
+
+TEXTREFINER_CONFIG = register_config_part(ConfigPart(
+    "TRAINER.TEXTREFINER", add_refiner_config,
+    choices={"TRAINER.TEXTREFINER.UPDATE_RULE": UPDATE_RULES, "TRAINER.TEXTREFINER.SEMANTIC_SET": SEMANTIC_SETS},
+    minimums={"TRAINER.TEXTREFINER.CACHE_SIZE": (1, "local-cache entries M"),
+              # at most the image encoder's patch count, checked when the encoder is built (check_topk)
+              "TRAINER.TEXTREFINER.TOPK": (1, "patch tokens k in the semantic loss")},
+    ranges={"TRAINER.TEXTREFINER.MOMENTUM": (0.0, 1.0), "TRAINER.TEXTREFINER.ALPHA": (0.0, math.inf),
+            "TRAINER.TEXTREFINER.LAMBDA_SEM": (0.0, math.inf), "TRAINER.TEXTREFINER.LAMBDA_REG": (0.0, math.inf)},
+))
 
 
 def build_textrefiner(tr_cfg, dim: int, token_dim: int) -> TextRefiner:
@@ -52,6 +89,10 @@ class TextRefinerMixin:
     """Put before the host trainer in the bases: ``class X_TextRefiner(TextRefinerMixin, X)``."""
 
     refiner = None
+
+    @classmethod
+    def config_part_names(cls):
+        return (*super().config_part_names(), TEXTREFINER_CONFIG.name)
 
     def build_plugins(self, clip_model: nn.Module) -> dict:
         plugins = super().build_plugins(clip_model)
