@@ -11,6 +11,8 @@ from typing import List
 
 from yacs.config import CfgNode as CN
 
+from .teacher_layout import BASE2NOVEL, DEFAULT_TEACHER_DIR
+
 
 class ConfigError(ValueError):
     """A config that cannot run; the message says what to change."""
@@ -94,12 +96,13 @@ def add_promptkd_config(cfg: CN) -> None:
     # drawn from a fixed seed: an untrained teacher, for tests) or "none" (zero-shot CLIP, "a photo of a {}.")
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS = "file"
     # Root of the teachers in the release's layout: <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar
-    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross)
-    cfg.TRAINER.PROMPTKD.TEACHER_DIR = "teacher_model"
+    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross); teacher_layout.py
+    cfg.TRAINER.PROMPTKD.TEACHER_DIR = DEFAULT_TEACHER_DIR
     cfg.TRAINER.PROMPTKD.TEACHER_FILE = ""  # a teacher checkpoint outside that layout (overrides TEACHER_DIR)
     # Which teacher of the layout: "base2novel" (per dataset) or "cross" (ImageNet); the release's TRAINER.MODAL
-    cfg.TRAINER.PROMPTKD.MODAL = "base2novel"
-    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers)
+    cfg.TRAINER.PROMPTKD.MODAL = BASE2NOVEL
+    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers), as the
+    # PromptSRC/IVLP run that trained it (TRAINER.PROMPTSRC.*): text depth >= 1, vision depth >= 0 (0: none)
     cfg.TRAINER.PROMPTKD.TEACHER_N_CTX_VISION = 4
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT = 9
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION = 9
@@ -148,7 +151,7 @@ def add_promptsrc_config(cfg: CN) -> None:
     cfg.TRAINER.PROMPTSRC.GPA_STD = 1
     cfg.TRAINER.PROMPTSRC.TEXT_CHUNK_SIZE = 0  # as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
     # After training, write the final model as a PromptKD teacher file at this path ("" = none), in the
-    # release's key layout (textrefiner.hosts.ivlp.teacher_state_dict); not a release key
+    # release's key layout (textrefiner.checkpoints.ivlp.teacher_state_dict); not a release key
     cfg.TRAINER.PROMPTSRC.TEACHER_FILE = ""
     # Replace an existing TEACHER_FILE; False stops before training when the file exists
     cfg.TRAINER.PROMPTSRC.TEACHER_OVERWRITE = False

@@ -8,15 +8,14 @@ from the same image tower run without prompts, not a second copy of it; the temp
 targets are encoded in the run's precision.
 
 ``TRAINER.PROMPTSRC.TEACHER_FILE`` makes the trainer write its final model as a PromptKD teacher
-(``teacher_state_dict``'s key layout) once training and the final test are done.
+(the release's key layout, ``checkpoints/ivlp.py``) once training and the final test are done.
 """
 import os.path as osp
 
-
+from textrefiner.checkpoints.ivlp import teacher_checkpoint
 from textrefiner.config import ConfigError
 from textrefiner.framework import register_trainer
 from textrefiner.framework.checkpoint import atomic_save
-from textrefiner.hosts.ivlp import teacher_state_dict
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
 from textrefiner.hosts.promptsrc import PromptSRCCLIP, self_regularizing_losses, template_text_features
 
@@ -111,13 +110,6 @@ class PromptSRC(IVLP):
         """Write the current model in the release's layout (Dassl checkpoint keys), atomically."""
         path = self.host_cfg.TEACHER_FILE
         self.check_teacher_file()  # the file may have appeared while training
-        state = {
-            "state_dict": teacher_state_dict(self.model),
-            "epoch": self.max_epoch,
-            "optimizer": None,
-            "scheduler": None,
-            "val_result": None,
-        }
-        atomic_save(state, path)
+        atomic_save(teacher_checkpoint(self.model, self.max_epoch), path)
         print(f"PromptKD teacher written to {path}")
         return path
