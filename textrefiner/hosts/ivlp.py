@@ -15,6 +15,11 @@ After layer J the prompt positions stay in the sequence as ordinary tokens. The 
 the shared ones of ``encoders.py`` (``TextEncoder(deep_prompts=...)``, ``encode_prompted_image``).
 The release keeps these tensors inside its edited CLIP (``VPT``, ``VPT_shallow``); here they live
 in the prompt learner, and ``checkpoints/ivlp.py`` maps them onto the release's key names.
+
+One set of rules for every caller, so a teacher PromptSRC writes is the teacher PromptKD rebuilds:
+IVLP and PromptSRC train ``IVLPPromptLearner`` in ``IVLPCLIP``; PromptKD's teacher is the same model
+(``build_ivlp``: seeded prompts, then those of its file); PromptKD's student uses ``VisionPrompts``
+alone (its own depth check: at least one prompted block).
 """
 from typing import Optional, Sequence
 
