@@ -22,7 +22,7 @@ import torch
 from textrefiner.clip_backbone import load_clip
 from textrefiner.config import get_cfg
 from textrefiner.framework import TRAINER_REGISTRY, TrainerBase
-from textrefiner.hosts.teacher_ivlp import IVLPCLIP, build_ivlp
+from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp
 from textrefiner.precision import Precision
 
 from .workloads import REPO, Variant, class_names, synthetic_batch, train_step

@@ -21,7 +21,7 @@ from launch_helpers import LAUNCH_OPTS, SHOTS, launcher_env
 from textrefiner.results.layout import RunKey, run_dir
 from textrefiner.clip_backbone import load_clip
 from textrefiner.framework import load_checkpoint
-from textrefiner.hosts.teacher_ivlp import build_ivlp
+from textrefiner.hosts.ivlp import build_ivlp
 from textrefiner.precision import Precision
 from textrefiner.protocols.steps import Setup, base2new_test, base2new_train
 from textrefiner.trainers.promptkd import TeacherNotFoundError, build_teacher
@@ -54,7 +54,8 @@ def trained_teacher():
     """An IVLP teacher whose prompts AND frozen CLIP weights differ from a fresh random:tiny-wide."""
     teacher = build_ivlp(SYNTHETIC, load_clip(TEACHER), 4, "a photo of a", 2, 4, 2, generator_seed=5)
     with torch.no_grad():
-        for p in (teacher.prompt_learner.ctx, teacher.prompt_learner.deep_ctx, teacher.vision_prompts.prompts):
+        pl = teacher.prompt_learner
+        for p in (pl.ctx, pl.deep_text_ctx, pl.vision_ctx):
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
         teacher.text_encoder.ln_final.weight.add_(0.5)
     return teacher
@@ -62,12 +63,13 @@ def trained_teacher():
 
 def release_state_dict(teacher):
     """The key layout of PromptSRC's / the PromptKD release's CustomCLIP, written out by hand."""
-    pl, vision = teacher.prompt_learner, teacher.vision_prompts.prompts
+    pl = teacher.prompt_learner
+    vision = pl.vision_ctx
     sd = {"prompt_learner.ctx": pl.ctx, "prompt_learner.token_prefix": torch.zeros(10, 1, 192),
           "prompt_learner.token_suffix": torch.zeros(10, 72, 192),
           "prompt_learner.ZS_image_encoder.conv1.weight": torch.zeros(3), "image_encoder.VPT": vision[0],
           "logit_scale": teacher.logit_scale}
-    sd.update({f"text_encoder.transformer.resblocks.{i + 1}.VPT_shallow": t for i, t in enumerate(pl.deep_ctx)})
+    sd.update({f"text_encoder.transformer.resblocks.{i + 1}.VPT_shallow": t for i, t in enumerate(pl.deep_text_ctx)})
     sd.update({f"image_encoder.transformer.resblocks.{i}.VPT_shallow": vision[i] for i in range(1, len(vision))})
     sd.update({f"image_encoder.{k}": v for k, v in teacher.image_encoder.visual.state_dict().items()})
     sd.update({f"text_encoder.{k}": v for k, v in teacher.text_encoder.state_dict().items()})

@@ -3,7 +3,6 @@
 The ``ref_*`` functions share no code with ``textrefiner``: plain loops in float64 for the
 losses, CLIP's own modules (``block(x)``, ``encode_text``) for the towers.
 """
-import copy
 import math
 
 import pytest
@@ -12,9 +11,12 @@ import torch.nn.functional as F
 
 from conftest import TINY
 from textrefiner.clip_backbone import import_clip, load_clip
-from textrefiner.hosts.teacher_ivlp import build_ivlp
+from textrefiner.config import get_cfg
+from textrefiner.hosts.ivlp import build_ivlp
 from textrefiner.hosts.promptkd import PromptKDStudent
 from textrefiner.modeling import SoftTargets, TextRefiner, semantic_loss
+from textrefiner.precision import Precision
+from textrefiner.trainers.promptkd import build_teacher
 
 CLASSNAMES = ["red circle", "dog", "a very long class name", "blue ring"]
 
@@ -154,16 +156,19 @@ def test_teacher_text_and_image_equal_the_release_forward(deep_clip):
     image = torch.randn(2, 3, 64, 64)
     tokenized = import_clip().tokenize([f"a photo of a {c}." for c in CLASSNAMES])
     with torch.no_grad():
-        torch.testing.assert_close(teacher.text_features(), ref_ivlp_text(deep_clip, tokenized, pl.ctx, pl.deep_ctx))
-        expected = ref_prompted_tokens(deep_clip, image, teacher.vision_prompts())
+        torch.testing.assert_close(teacher.text_features(),
+                                   ref_ivlp_text(deep_clip, tokenized, pl.ctx, pl.deep_text_ctx))
+        expected = ref_prompted_tokens(deep_clip, image, pl.vision_ctx)
         torch.testing.assert_close(teacher.encode_image(image).global_feature, expected[:, 0])
     again = build_ivlp(CLASSNAMES, deep_clip, 4, "a photo of a", 3, 2, 4, generator_seed=0)
-    assert torch.equal(again.vision_prompts.prompts, teacher.vision_prompts.prompts), "seeded init is reproducible"
+    assert torch.equal(again.prompt_learner.vision_ctx, pl.vision_ctx), "seeded init is reproducible"
 
 
 def test_zero_shot_teacher_is_plain_clip():
     clip_model = load_clip(TINY)
-    teacher = build_ivlp(CLASSNAMES, copy.deepcopy(clip_model), 0, "a photo of a", 1, 0, 1)
+    cfg = get_cfg()
+    cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS, cfg.TRAINER.PROMPTKD.TEACHER_NAME = "none", TINY
+    teacher = build_teacher(cfg, CLASSNAMES, Precision("fp32", torch.device("cpu")))
     tokenized = import_clip().tokenize([f"a photo of a {c}." for c in CLASSNAMES])
     image = torch.randn(2, 3, 224, 224)
     with torch.no_grad():

@@ -1,4 +1,6 @@
-"""The teacher step: PromptSRC trained by scripts/promptkd/train_teacher.sh and written where PromptKD looks."""
+"""The teacher step: PromptSRC trained by scripts/promptkd/train_teacher.sh and written where PromptKD looks,
+in a layout PromptKD loads back for every prompt design the step accepts."""
+import copy
 import json
 import os
 import subprocess
@@ -8,12 +10,19 @@ import torch
 
 from conftest import REPO, TINY
 from launch_helpers import LAUNCH_OPTS, SHOTS, finish_without_training, launcher_env
+from textrefiner.checkpoints.ivlp import load_teacher_state_dict, teacher_checkpoint
 from textrefiner.clip_backbone import load_clip
+from textrefiner.config import get_cfg
 from textrefiner.framework import load_checkpoint
-from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner, load_teacher_state_dict
+from textrefiner.framework.checkpoint import atomic_save
+from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner
+from textrefiner.hosts.promptsrc import PromptSRCCLIP
+from textrefiner.precision import Precision
 from textrefiner.protocols.steps import Setup
 from textrefiner.protocols.teacher import TEACHER_CFG, TeacherExists, train_teacher
 from textrefiner.results.record import NOT_SETTINGS
+from textrefiner.trainers.ivlp import build_ivlp_prompt_learner
+from textrefiner.trainers.promptkd import build_teacher
 
 TINY_OPTS = ["TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", "2", "TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION", "2",
              "TRAINER.PROMPTSRC.PREC", "fp32", "TRAINER.PROMPTSRC.GPA_MEAN", "1", "OPTIM.MAX_EPOCH", "1"]
@@ -126,3 +135,45 @@ def test_teacher_from_the_launcher_is_written_once_in_the_release_layout(data_ro
     replaced = launch(data_root, tmp_path / "other", teachers, tmp_path, TEACHER_OVERWRITE="1")
     assert replaced.returncode == 0, replaced.stdout[-3000:]
     assert os.stat(folder / "model-best.pth.tar").st_mtime_ns != written
+
+
+# Every prompt design the teacher step accepts (PromptSRC's checks on random:tiny's 2 layers per tower):
+# text depth 1 .. 2, vision depth 0 .. 2; no text context, fewer, as many or more tokens than CTX_INIT's
+# 4 words (more: random context with "X" placeholders); no vision tokens.
+DEPTHS = [(text, vision) for text in (1, 2) for vision in (0, 1, 2)]
+CONTEXTS = [(0, 4), (2, 4), (4, 0), (6, 2)]  # (N_CTX_TEXT, N_CTX_VISION)
+
+
+@pytest.mark.parametrize("n_ctx_text,n_ctx_vision", CONTEXTS)
+@pytest.mark.parametrize("depth_text,depth_vision", DEPTHS)
+def test_every_teacher_the_step_writes_loads_into_promptkd_as_it_was(tmp_path, tiny_clip, depth_text, depth_vision,
+                                                                     n_ctx_text, n_ctx_vision):
+    """The teacher step's writer (PromptSRC's model, ``teacher_checkpoint`` saved as ``write_teacher_file``
+    saves it) and PromptKD's loader (``build_teacher``) agree on every design: the same tensors, the same
+    prompt words around the context, the same features."""
+    cfg = get_cfg()
+    src, pkd = cfg.TRAINER.PROMPTSRC, cfg.TRAINER.PROMPTKD
+    src.N_CTX_TEXT, src.N_CTX_VISION, src.PROMPT_DEPTH_TEXT, src.PROMPT_DEPTH_VISION = (
+        n_ctx_text, n_ctx_vision, depth_text, depth_vision)
+    pkd.N_CTX_TEXT, pkd.TEACHER_N_CTX_VISION, pkd.TEACHER_PROMPT_DEPTH_TEXT, pkd.TEACHER_PROMPT_DEPTH_VISION = (
+        n_ctx_text, n_ctx_vision, depth_text, depth_vision)
+    pkd.TEACHER_NAME, pkd.TEACHER_PROMPTS = TINY, "file"
+    pkd.TEACHER_FILE = str(tmp_path / "model-best.pth.tar")
+    names = ["cat", "dog", "red circle"]
+
+    clip_model = copy.deepcopy(tiny_clip)
+    written = PromptSRCCLIP(build_ivlp_prompt_learner(src, names, clip_model, "PROMPTSRC"), clip_model,
+                            frozen_text=torch.zeros(len(names), 64))
+    with torch.no_grad():  # a trained teacher: prompts and a frozen weight away from any fresh init
+        for p in (*written.prompt_learner.parameters(), written.text_encoder.ln_final.weight):
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    atomic_save(teacher_checkpoint(written, epoch=20), pkd.TEACHER_FILE)
+
+    loaded = build_teacher(cfg, names, Precision("fp32", torch.device("cpu")))
+    ours, theirs = loaded.state_dict(), written.state_dict()
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert torch.equal(loaded.prompt_learner(), written.prompt_learner())
+    image = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(loaded.text_features(), written.text_features())
+        assert torch.equal(loaded.encode_image(image).global_feature, written.encode_image(image).global_feature)

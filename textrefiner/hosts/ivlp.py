@@ -1,5 +1,6 @@
-"""The IVLP host: independent deep prompts in both towers (no coupling), as PromptSRC and
-PromptKD's teachers use them (PromptSRC/PromptKD releases, ``trainers/independentVL.py``).
+"""The IVLP host: independent deep prompts in both towers (no coupling), as IVLP, PromptSRC and
+PromptKD's teachers use them (PromptSRC/PromptKD releases, ``trainers/independentVL.py``), and the
+deep vision prompts of PromptKD's student.
 
 MaPLe's insertion rules without MaPLe's coupling functions:
 
@@ -10,12 +11,17 @@ MaPLe's insertion rules without MaPLe's coupling functions:
   the positional embedding, through ``ln_pre`` with them); before each block 2 .. J_v the
   last n positions are overwritten by that layer's tokens.
 
-After layer J the prompt positions stay in the sequence as ordinary tokens. The release
-keeps these tensors inside its edited CLIP (``VPT``, ``VPT_shallow``); here they live in the
-prompt learner, and ``teacher_state_dict`` writes them under the release's key names.
+After layer J the prompt positions stay in the sequence as ordinary tokens. The forwards are
+the shared ones of ``encoders.py`` (``TextEncoder(deep_prompts=...)``, ``encode_prompted_image``).
+The release keeps these tensors inside its edited CLIP (``VPT``, ``VPT_shallow``); here they live
+in the prompt learner, and ``checkpoints/ivlp.py`` maps them onto the release's key names.
+
+One set of rules for every caller, so a teacher PromptSRC writes is the teacher PromptKD rebuilds:
+IVLP and PromptSRC train ``IVLPPromptLearner`` in ``IVLPCLIP``; PromptKD's teacher is the same model
+(``build_ivlp``: seeded prompts, then those of its file); PromptKD's student uses ``VisionPrompts``
+alone (its own depth check: at least one prompted block).
 """
-from collections import OrderedDict
-from typing import Dict, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,10 +31,45 @@ from .coop import CoOpCLIP, PromptLearner
 from .encoders import VisualOutput, encode_prompted_image
 
 
-def _normal(*shape: int) -> torch.Tensor:
-    tensor = torch.empty(*shape)
-    nn.init.normal_(tensor, std=0.02)
-    return tensor
+def check_depth(depth: int, layers: int, key: str, minimum: int = 1, hint: str = "") -> None:
+    """Refuse a prompt depth outside ``minimum .. layers`` (the tower's blocks), naming ``key``."""
+    if not minimum <= depth <= layers:
+        raise SettingError(
+            f"{key} must be between {minimum} and {layers} (this CLIP tower's layers), got {depth}{hint}"
+        )
+
+
+def deep_prompts(depth: int, n_ctx: int, width: int) -> nn.Parameter:
+    """(depth, n_ctx, width) float32 prompts, N(0, 0.02) each, as the release's ``VPT``/``VPT_shallow``
+    (its fp16 cast skips them); used cast to the tower's dtype."""
+    prompts = torch.empty(depth, n_ctx, width)
+    nn.init.normal_(prompts, std=0.02)
+    return nn.Parameter(prompts)
+
+
+def context_words(ctx_init: str) -> int:
+    """Number of words of ``ctx_init`` ("_" is read as a space), as the prompt learner splits them."""
+    return len(ctx_init.replace("_", " ").split()) if ctx_init else 0
+
+
+class VisionPrompts(nn.Module):
+    """Deep vision prompts on their own (PromptKD's student, which has no text prompts): ``prompts``
+    (J, n, W_v); layer 1's are appended after the image tokens, layer j's (2 <= j <= J) overwrite
+    those positions before block j.
+
+    Args:
+        depth: J, the number of blocks (from the first) that receive prompts.
+        n_ctx: prompt tokens per block.
+        width: W_v, the vision transformer's width.
+    """
+
+    def __init__(self, depth: int, n_ctx: int, width: int):
+        super().__init__()
+        self.prompts = deep_prompts(depth, n_ctx, width)
+
+    def forward(self) -> torch.Tensor:
+        """(J, n, W_v) float32; ``encode_prompted_image`` casts them to the image tower's dtype."""
+        return self.prompts
 
 
 class IVLPPromptLearner(PromptLearner):
@@ -46,8 +87,8 @@ class IVLPPromptLearner(PromptLearner):
         depth_vision: J_v >= 0, vision layers with prompts (0: no vision prompts).
 
     Parameters: ``ctx`` (n_t, W_t) in CLIP's dtype; ``deep_text_ctx`` (J_t - 1, n_t, W_t) and
-    ``vision_ctx`` (J_v, n_v, W_v) in float32, as the release keeps ``VPT``/``VPT_shallow``
-    (its fp16 cast skips them), cast to CLIP's dtype in the forward.
+    ``vision_ctx`` (J_v, n_v, W_v) in float32 (``deep_prompts``), cast to CLIP's dtype in the forward.
+    Drawn in this order (text context, deep text, vision), so a seed gives every caller the same prompts.
     """
 
     def __init__(
@@ -60,18 +101,10 @@ class IVLPPromptLearner(PromptLearner):
         depth_text: int = 9,
         depth_vision: int = 9,
     ):
-        text_layers, vision_layers = len(clip_model.transformer.resblocks), len(clip_model.visual.transformer.resblocks)
-        if not 1 <= depth_text <= text_layers:
-            raise SettingError(
-                f"PROMPT_DEPTH_TEXT must be between 1 and {text_layers} (this CLIP's text layers), got {depth_text}; "
-                "for vision-only prompts use 1 (the input context only)"
-            )
-        if not 0 <= depth_vision <= vision_layers:
-            raise SettingError(
-                f"PROMPT_DEPTH_VISION must be between 0 and {vision_layers} (this CLIP's vision layers), "
-                f"got {depth_vision}"
-            )
-        words = len(ctx_init.replace("_", " ").split()) if ctx_init else 0
+        check_depth(depth_text, len(clip_model.transformer.resblocks), "PROMPT_DEPTH_TEXT",
+                    hint="; for vision-only prompts use 1 (the input context only)")
+        check_depth(depth_vision, len(clip_model.visual.transformer.resblocks), "PROMPT_DEPTH_VISION", minimum=0)
+        words = context_words(ctx_init)
         use_words = 0 < n_ctx_text <= words
         if ctx_init and not use_words:
             print(f"N_CTX_TEXT {n_ctx_text} exceeds the {words} words of CTX_INIT {ctx_init!r}: random context")
@@ -83,8 +116,8 @@ class IVLPPromptLearner(PromptLearner):
             f"vision context {n_ctx_vision} x depth {depth_vision}"
         )
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.weight.shape[0]
-        self.deep_text_ctx = nn.Parameter(_normal(depth_text - 1, n_ctx_text, text_width))
-        self.vision_ctx = nn.Parameter(_normal(depth_vision, n_ctx_vision, vision_width))
+        self.deep_text_ctx = deep_prompts(depth_text - 1, n_ctx_text, text_width)
+        self.vision_ctx = deep_prompts(depth_vision, n_ctx_vision, vision_width)
 
     def deep_text_prompts(self) -> torch.Tensor:
         """Text prompts of layers 2 .. J_t: (J_t - 1, n_t, W_t) in CLIP's dtype."""
@@ -115,75 +148,13 @@ class IVLPCLIP(CoOpCLIP):
         return encode_prompted_image(self.image_encoder, image, prompts, with_local)
 
 
-# ----------------------------------------------------------------------------------- teacher file
-# The release's CustomCLIP holds CLIP's visual as ``image_encoder`` and a TextEncoder with
-# ``transformer``, ``positional_embedding``, ``ln_final``, ``text_projection``; its prompts sit in
-# CLIP's blocks. These are the names a PromptKD teacher file uses.
-VISION_PROMPT_KEY = "image_encoder.VPT"
-DEEP_PROMPT_KEY = "{tower}.transformer.resblocks.{layer}.VPT_shallow"
-#: release keys that depend on the class names; rebuilt by a loader, never read back
-CLASS_NAME_KEYS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix")
-
-
-def teacher_state_dict(model: IVLPCLIP) -> "OrderedDict[str, torch.Tensor]":
-    """The whole model under the PromptSRC / IVLP release's key names (what PromptKD loads as its teacher).
-
-    Keys: ``prompt_learner.ctx`` (n_t, W_t); ``prompt_learner.token_prefix`` / ``token_suffix``
-    (C, 1, W_t) / (C, 77 - 1 - n_t, W_t); ``image_encoder.<k>`` for every tensor of CLIP's visual
-    plus ``image_encoder.VPT`` (n_v, W_v) and ``image_encoder.transformer.resblocks.{1..J_v-1}.VPT_shallow``
-    (n_v, W_v); ``text_encoder.<k>`` for CLIP's text transformer, ``positional_embedding``,
-    ``ln_final``, ``text_projection`` plus ``text_encoder.transformer.resblocks.{1..J_t-1}.VPT_shallow``
-    (n_t, W_t); ``logit_scale``. The release's second copy of the visual tower
-    (``prompt_learner.ZS_image_encoder.*``, which its loaders ignore) is not written.
-    """
-    pl = model.prompt_learner
-    state: Dict[str, torch.Tensor] = OrderedDict()
-    state["prompt_learner.ctx"] = pl.ctx
-    state["prompt_learner.token_prefix"] = pl.token_prefix
-    state["prompt_learner.token_suffix"] = pl.token_suffix
-    state.update((f"image_encoder.{k}", v) for k, v in model.image_encoder.visual.state_dict().items())
-    if pl.vision_ctx.shape[0]:
-        state[VISION_PROMPT_KEY] = pl.vision_ctx[0]
-    for layer, prompts in enumerate(pl.vision_ctx[1:], start=1):
-        state[DEEP_PROMPT_KEY.format(tower="image_encoder", layer=layer)] = prompts
-    state.update((f"text_encoder.{k}", v) for k, v in model.text_encoder.state_dict().items())
-    for layer, prompts in enumerate(pl.deep_text_ctx, start=1):
-        state[DEEP_PROMPT_KEY.format(tower="text_encoder", layer=layer)] = prompts
-    state["logit_scale"] = model.logit_scale
-    return OrderedDict((k, v.detach().cpu().clone()) for k, v in state.items())
-
-
-def _first(keys, n: int = 6) -> str:
-    return str(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
-
-
-def load_teacher_state_dict(model: IVLPCLIP, state: Dict[str, torch.Tensor]) -> None:
-    """Load a release-layout state_dict (``teacher_state_dict``'s, or a released PromptSRC/IVLP
-    checkpoint's) into ``model``, strictly: the CLIP weights too, the class-name buffers and the
-    release's ``ZS_image_encoder`` copy skipped. Missing or unexpected keys and shape mismatches
-    raise ``KeyError``/``ValueError`` naming them."""
-    expected = teacher_state_dict(model)
-    state = {k: v for k, v in state.items() if k not in CLASS_NAME_KEYS and ".ZS_image_encoder." not in f".{k}"}
-    missing = sorted(set(expected) - set(CLASS_NAME_KEYS) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise KeyError(
-            f"The teacher state_dict does not fit this model: missing {_first(missing)}, unexpected "
-            f"{_first(unexpected)} (check N_CTX_*, PROMPT_DEPTH_* and the backbone)"
-        )
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}"
-             for k, v in state.items() if v.shape != expected[k].shape]
-    if wrong:
-        raise ValueError(f"Teacher tensors with other shapes than this model's: {wrong[:6]}")
-    pl = model.prompt_learner
-    with torch.no_grad():
-        pl.ctx.copy_(state["prompt_learner.ctx"])
-        for layer in range(pl.vision_ctx.shape[0]):
-            key = VISION_PROMPT_KEY if layer == 0 else DEEP_PROMPT_KEY.format(tower="image_encoder", layer=layer)
-            pl.vision_ctx[layer].copy_(state[key])
-        for layer in range(1, pl.deep_text_ctx.shape[0] + 1):
-            pl.deep_text_ctx[layer - 1].copy_(state[DEEP_PROMPT_KEY.format(tower="text_encoder", layer=layer)])
-        model.logit_scale.copy_(state["logit_scale"])
-    for prefix, module in (("image_encoder.", model.image_encoder.visual), ("text_encoder.", model.text_encoder)):
-        module.load_state_dict({k[len(prefix):]: v for k, v in state.items()
-                                if k.startswith(prefix) and not k.endswith("VPT_shallow") and k != VISION_PROMPT_KEY})
+def build_ivlp(classnames: Sequence[str], clip_model: nn.Module, n_ctx_text: int, ctx_init: str, depth_text: int,
+               n_ctx_vision: int, depth_vision: int, generator_seed: Optional[int] = None) -> IVLPCLIP:
+    """An IVLP model on ``clip_model``; with ``generator_seed`` the prompts are drawn from that seed
+    whatever the global random state (a teacher every run sees alike)."""
+    with torch.random.fork_rng(devices=[], enabled=generator_seed is not None):
+        if generator_seed is not None:
+            torch.manual_seed(generator_seed)
+        prompt_learner = IVLPPromptLearner(classnames, clip_model, n_ctx_text, n_ctx_vision, ctx_init, depth_text,
+                                           depth_vision)
+    return IVLPCLIP(prompt_learner, clip_model)

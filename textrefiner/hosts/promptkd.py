@@ -2,9 +2,9 @@
 class text features.
 
 * ``PromptKDStudent``: the student CLIP's frozen image tower with IVLP deep vision prompts
-  (``VisionPrompts``), its projected CLS feature mapped into the teacher's text space by the
-  projector ``Linear -> BatchNorm -> ReLU -> Linear`` (student width -> teacher width, the
-  release's 1x1 convolutions) and L2-normalised; logits ``s * f t^T`` with the student's
+  (``ivlp.VisionPrompts``), its projected CLS feature mapped into the teacher's text space by the
+  projector ``Linear -> BatchNorm -> ReLU -> Linear`` (``modeling.mlp.TwoLayerMLP``, student width
+  -> teacher width, the release's 1x1 convolutions) and L2-normalised; logits ``s * f t^T`` with the student's
   logit scale and the teacher's text features ``t``. The student's text tower is never used.
 * ``TeacherTextBank``: the teacher's L2-normalised class text features, stored with their
   class names in the student's checkpoint, so evaluation needs no teacher and each
@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import SettingError
-from ..modeling import FeatureAlignment
+from ..modeling.mlp import TwoLayerMLP
 from .coop import ScaledCosineClassifier
 from .encoders import ImageEncoder, VisualOutput, encode_prompted_image
-from .teacher_ivlp import VisionPrompts, check_depth
+from .ivlp import VisionPrompts, check_depth
 
 
 class TeacherTextBank(nn.Module):
@@ -92,11 +92,12 @@ class PromptKDStudent(ScaledCosineClassifier, nn.Module):
                  classnames: Sequence[str] = ()):
         super().__init__()
         visual = clip_model.visual
+        # at least one prompted block: besides the projector, the prompts are all the student learns
         check_depth(depth, len(visual.transformer.resblocks), "TRAINER.PROMPTKD.PROMPT_DEPTH_VISION")
         self.image_encoder = ImageEncoder(visual)
         self.vision_prompts = VisionPrompts(depth, n_ctx, visual.conv1.weight.shape[0])
         student_dim = visual.proj.shape[1]
-        self.projector = FeatureAlignment(student_dim, teacher_dim).to(visual.proj.dtype)
+        self.projector = TwoLayerMLP(student_dim, teacher_dim).to(visual.proj.dtype)
         self.teacher_text = TeacherTextBank(teacher_dim)
         self.logit_scale = clip_model.logit_scale
         self.classnames = list(classnames)
@@ -123,6 +124,6 @@ class PromptKDStudent(ScaledCosineClassifier, nn.Module):
         """``global_feature``: the projected CLS feature in the teacher's space (not normalised);
         ``tokens``: the last block's CLS and patch tokens in the student's space (prompts left out)."""
         visual = encode_prompted_image(self.image_encoder, image, self.vision_prompts(), with_local)
-        projected = self.projector(visual.global_feature.unsqueeze(1)).squeeze(1)
+        projected = self.projector(visual.global_feature)  # (B, d_student) -> (B, d_teacher)
         return VisualOutput(projected, visual.tokens, visual.cls_attention)
 

@@ -2,6 +2,8 @@
 import torch
 import torch.nn as nn
 
+from .mlp import TwoLayerMLP
+
 
 class FeatureAggregation(nn.Module):
     """``t' = t + alpha * Linear_{2d -> d}([t, E_bar])`` (Eq. 7, no bias, no re-normalisation).
@@ -21,27 +23,14 @@ class FeatureAggregation(nn.Module):
         return text + self.alpha * self.linear(torch.cat([text, detail], dim=-1))
 
 
-class FeatureAlignment(nn.Module):
-    """Token-wise ``Linear -> BatchNorm -> ReLU -> Linear`` into the text space (Eq. 8).
+class FeatureAlignment(TwoLayerMLP):
+    """Token-wise ``Linear -> BatchNorm -> ReLU -> Linear`` from the image tokens into the text space (Eq. 8).
 
     BatchNorm statistics run over all tokens of the batch (B * T of them), as the
-    release's 1x1-convolution version computes them.
+    release's 1x1-convolution version computes them. ``forward``: tokens (B, T, in_dim) ->
+    aligned tokens (B, T, out_dim).
 
     Args:
         in_dim: width of the local tokens (the image embedding width).
         out_dim: width of the text space (hidden and output width).
     """
-
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.fc1 = nn.Linear(in_dim, out_dim)
-        self.norm = nn.BatchNorm1d(out_dim)
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Linear(out_dim, out_dim)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``tokens`` (B, T, in_dim) -> aligned tokens (B, T, out_dim)."""
-        b, t, _ = tokens.shape
-        x = self.fc1(tokens.reshape(b * t, -1))
-        x = self.fc2(self.act(self.norm(x)))
-        return x.reshape(b, t, -1)

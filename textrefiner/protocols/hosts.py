@@ -6,9 +6,10 @@ config keys, their checks and its trainers ``X`` and ``X_TextRefiner`` in
 ``textrefiner/trainers/<host>.py``; its YAML files in ``configs/trainers/<Trainer>/``; and one
 entry in ``HOSTS`` below.
 """
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
+
+from ..teacher_layout import modal, teacher_dir_from_environment
 
 
 def no_step_opts(kind: str, dataset: str) -> Tuple[str, ...]:
@@ -49,9 +50,8 @@ PROMPTKD_LOW_KD_DATASETS = ("fgvc_aircraft", "oxford_flowers", "dtd")
 def promptkd_step_opts(kind: str, dataset: str) -> Tuple[str, ...]:
     """The KD weight per dataset, the teacher of the protocol, and ``$TEACHER_DIR`` when set."""
     low = kind.startswith("base2new") and dataset in PROMPTKD_LOW_KD_DATASETS
-    opts = ("TRAINER.PROMPTKD.KD_WEIGHT", "200.0" if low else "1000.0",
-            "TRAINER.PROMPTKD.MODAL", "cross" if kind.startswith("xd") else "base2novel")
-    teacher_dir = os.environ.get("TEACHER_DIR")
+    opts = ("TRAINER.PROMPTKD.KD_WEIGHT", "200.0" if low else "1000.0", "TRAINER.PROMPTKD.MODAL", modal(kind))
+    teacher_dir = teacher_dir_from_environment()
     return opts + (("TRAINER.PROMPTKD.TEACHER_DIR", teacher_dir) if teacher_dir else ())
 
 

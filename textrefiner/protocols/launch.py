@@ -16,9 +16,9 @@ Environment (all optional):
     SHOTS     shots per class for base2new and xd steps (default: 16; 0 = every training image)
     TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
     OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder)
-    TEACHER_DIR  promptkd: root of the teachers in the PromptKD release's layout (default: ./teacher_model)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
-    TEACHER_DIR        train_teacher: the teacher root PromptKD reads (default: ./teacher_model)
+    TEACHER_DIR        promptkd, train_teacher: root of the teachers in the PromptKD release's layout, which
+                       PromptKD reads and train_teacher writes (default: ./teacher_model; teacher_layout.py)
     TEACHER_OVERWRITE  train_teacher: 1 replaces an existing teacher file (default: refuse)
 The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
@@ -32,7 +32,8 @@ from .identity import SettingsConflict
 from .steps import (
     ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train, xd_train_target,
 )
-from .teacher import DEFAULT_TEACHER_DIR, TEACHER_CFG, TEACHER_TRAINER, train_teacher
+from ..teacher_layout import DEFAULT_TEACHER_DIR, teacher_dir_from_environment
+from .teacher import TEACHER_CFG, TEACHER_TRAINER, train_teacher
 
 #: step name -> (protocol, builder, positional arguments after the host and step)
 STEPS = {
@@ -85,7 +86,7 @@ def _defaults(host, protocol: str) -> Tuple[str, str]:
 
 def _teacher_arguments() -> dict:
     return {
-        "teacher_dir": os.environ.get("TEACHER_DIR") or DEFAULT_TEACHER_DIR,
+        "teacher_dir": teacher_dir_from_environment() or DEFAULT_TEACHER_DIR,
         "overwrite": os.environ.get("TEACHER_OVERWRITE", "") not in ("", "0"),
     }
 

@@ -6,10 +6,7 @@
 The training is an ordinary ``base2new_train`` (or ``xd_train``) run of ``PromptSRC`` with the
 teacher config (its folder and ``result.json`` as for any run, so its base accuracy shows in the
 tables); when it ends, the trainer writes the teacher file (``TRAINER.PROMPTSRC.TEACHER_FILE``)
-atomically, in the release's layout under the teacher root::
-
-    <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar    base-to-novel, one per dataset
-    <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20   cross-dataset
+atomically, where PromptKD looks for it under the teacher root (``textrefiner/teacher_layout.py``).
 
 An existing teacher file is never replaced unless asked (``TEACHER_OVERWRITE=1``): the step then
 stops before training. The step is done when its run holds ``result.json`` and the file exists.
@@ -25,26 +22,16 @@ from typing import List
 import yaml
 
 from ..results.benchmarks import SHOTS
+from ..teacher_layout import CROSS, DEFAULT_TEACHER_DIR, modal, teacher_path
 from .steps import Setup, Step, base2new_train, dataset_config, xd_train
 
 #: the teacher PromptKD's release uses (its teacher config); TRAINER and CFG override them
 TEACHER_TRAINER = "PromptSRC"
 TEACHER_CFG = "vit_l14_c2_ep20_batch8_4+4ctx"
-#: the DATASET argument that asks for the cross-dataset (ImageNet) teacher
-XD_TEACHER = "xd"
-#: the teacher root PromptKD's release reads (relative to where it runs)
-DEFAULT_TEACHER_DIR = "teacher_model"
 
 
 class TeacherExists(FileExistsError):
     """The teacher file exists and replacing it was not asked for."""
-
-
-def teacher_path(teacher_dir: str, dataset_name: str = "", cross: bool = False) -> str:
-    """Where PromptKD's release looks for a teacher (``dataset_name`` = the config's DATASET.NAME)."""
-    if cross:
-        return osp.join(teacher_dir, "ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20")
-    return osp.join(teacher_dir, dataset_name, "VLPromptLearner", "model-best.pth.tar")
 
 
 def dataset_name(dataset: str) -> str:
@@ -76,11 +63,11 @@ def train_teacher(
     setup: Setup, dataset: str, seed: int, shots: int = SHOTS, teacher_dir: str = DEFAULT_TEACHER_DIR,
     overwrite: bool = False,
 ) -> TeacherStep:
-    """Train ``setup.trainer`` (PromptSRC) on DATASET's base classes, or on ImageNet for ``dataset == "xd"``,
-    and write the teacher file under ``teacher_dir``."""
-    cross = dataset == XD_TEACHER
+    """Train ``setup.trainer`` (PromptSRC) on DATASET's base classes, or on ImageNet for ``dataset == "xd"``
+    (the cross-dataset teacher), and write the teacher file under ``teacher_dir``."""
+    cross = modal(dataset) == CROSS
     step = xd_train(setup, seed, shots) if cross else base2new_train(setup, dataset, seed, shots)
-    path = osp.abspath(teacher_path(teacher_dir, "" if cross else dataset_name(dataset), cross))
+    path = osp.abspath(teacher_path(teacher_dir, modal(dataset), "" if cross else dataset_name(dataset)))
     opts = ("TRAINER.PROMPTSRC.TEACHER_FILE", path, "TRAINER.PROMPTSRC.TEACHER_OVERWRITE", str(overwrite))
     return TeacherStep(step.key, step.output_dir, step.flags, opts + step.opts, evaluates=None,
                        overwrite=step.overwrite, teacher_file=path, replace_teacher=overwrite)

@@ -28,23 +28,20 @@ from typing import List
 import torch
 from yacs.config import CfgNode as CN
 
+from textrefiner.checkpoints.ivlp import load_teacher_state_dict
 from textrefiner.clip_backbone import WeightsNotFoundError, embed_dim, load_clip
 from textrefiner.config import ConfigPart, register_config_part
+from textrefiner.errors import SettingError
 from textrefiner.framework import DataManager, load_checkpoint, register_trainer
-from textrefiner.hosts.teacher_ivlp import IVLPCLIP, build_ivlp, check_depth
-from textrefiner.hosts.ivlp_checkpoint import load_release_checkpoint
+from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp, context_words
 from textrefiner.hosts.promptkd import PromptKDStudent
 from textrefiner.modeling import SoftTargets
 from textrefiner.precision import PRECISIONS
+from textrefiner.teacher_layout import BASE2NOVEL, CROSS, DEFAULT_TEACHER_DIR, LAYOUT, teacher_path
 
 from .base import PromptTrainer
 from .textrefiner import TextRefinerMixin
 
-#: where the release looks for its teachers, under TRAINER.PROMPTKD.TEACHER_DIR, per MODAL
-TEACHER_LAYOUT = {
-    "base2novel": ("{dataset}", "VLPromptLearner", "model-best.pth.tar"),
-    "cross": ("ImageNet-xd", "VLPromptLearner_large", "model.pth.tar-20"),
-}
 TEACHER_PROMPTS = ("file", "init", "none")
 #: seed of the "init" teacher's prompts: every run (training, a later evaluation) sees the same teacher
 TEACHER_INIT_SEED = 0
@@ -78,12 +75,13 @@ def add_promptkd_config(cfg: CN) -> None:
     # drawn from a fixed seed: an untrained teacher, for tests) or "none" (zero-shot CLIP, "a photo of a {}.")
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS = "file"
     # Root of the teachers in the release's layout: <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar
-    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross)
-    cfg.TRAINER.PROMPTKD.TEACHER_DIR = "teacher_model"
+    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross); teacher_layout.py
+    cfg.TRAINER.PROMPTKD.TEACHER_DIR = DEFAULT_TEACHER_DIR
     cfg.TRAINER.PROMPTKD.TEACHER_FILE = ""  # a teacher checkpoint outside that layout (overrides TEACHER_DIR)
     # Which teacher of the layout: "base2novel" (per dataset) or "cross" (ImageNet); the release's TRAINER.MODAL
-    cfg.TRAINER.PROMPTKD.MODAL = "base2novel"
-    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers)
+    cfg.TRAINER.PROMPTKD.MODAL = BASE2NOVEL
+    # Teacher prompt design (hard-coded in the release: 4 vision tokens, depth 9 in both towers), as the
+    # PromptSRC/IVLP run that trained it (TRAINER.PROMPTSRC.*): text depth >= 1, vision depth >= 0 (0: none)
     cfg.TRAINER.PROMPTKD.TEACHER_N_CTX_VISION = 4
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT = 9
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION = 9
@@ -98,7 +96,7 @@ def add_promptkd_config(cfg: CN) -> None:
 PROMPTKD_CONFIG = register_config_part(ConfigPart(
     "TRAINER.PROMPTKD", add_promptkd_config,
     choices={"TRAINER.PROMPTKD.PREC": PRECISIONS, "TRAINER.PROMPTKD.TEACHER_PROMPTS": TEACHER_PROMPTS,
-             "TRAINER.PROMPTKD.MODAL": tuple(TEACHER_LAYOUT), "TRAINER.PROMPTKD.TRAIN_CLASSES": ("all", "eval"),
+             "TRAINER.PROMPTKD.MODAL": tuple(LAYOUT), "TRAINER.PROMPTKD.TRAIN_CLASSES": ("all", "eval"),
              "TRAINER.PROMPTKD.VAL_SPLIT": ("test", "val")},
     # the depths' upper bounds are the CLIPs' layer counts, checked when student and teacher are built
     minimums={"TRAINER.PROMPTKD.N_CTX_VISION": (0, "student vision tokens per prompted block"),
@@ -106,7 +104,7 @@ PROMPTKD_CONFIG = register_config_part(ConfigPart(
               "TRAINER.PROMPTKD.N_CTX_TEXT": (0, "teacher text context tokens"),
               "TRAINER.PROMPTKD.TEACHER_N_CTX_VISION": (0, "teacher vision tokens per prompted block"),
               "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT": (1, "teacher prompted text blocks"),
-              "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION": (1, "teacher prompted vision blocks")},
+              "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION": (0, "teacher prompted vision blocks; 0 = none")},
     ranges={"TRAINER.PROMPTKD.KD_WEIGHT": (1e-12, math.inf), "TRAINER.PROMPTKD.TEMPERATURE": (1e-12, math.inf)},
 ))
 
@@ -115,20 +113,23 @@ class TeacherNotFoundError(WeightsNotFoundError):
     """No teacher checkpoint where the configuration says it is."""
 
 
+#: what makes a teacher file fit, named in every refusal of one
+TEACHER_FIT = ("Set TRAINER.PROMPTKD.TEACHER_NAME to the backbone it was trained on and TRAINER.PROMPTKD.N_CTX_TEXT, "
+               "TEACHER_N_CTX_VISION, TEACHER_PROMPT_DEPTH_TEXT and TEACHER_PROMPT_DEPTH_VISION to its prompt design "
+               "(the releases' teachers: ViT-L/14, 4, 4, 9, 9)")
+
+
 def teacher_file(cfg) -> str:
     c = cfg.TRAINER.PROMPTKD
-    if c.TEACHER_FILE:
-        return c.TEACHER_FILE
-    if c.MODAL not in TEACHER_LAYOUT:
-        raise ValueError(f"TRAINER.PROMPTKD.MODAL must be one of {sorted(TEACHER_LAYOUT)}, got {c.MODAL!r}")
-    return osp.join(c.TEACHER_DIR, *(part.format(dataset=cfg.DATASET.NAME) for part in TEACHER_LAYOUT[c.MODAL]))
+    return c.TEACHER_FILE or teacher_path(c.TEACHER_DIR, c.MODAL, cfg.DATASET.NAME)
 
 
 def read_teacher_file(path: str) -> dict:
     if not osp.isfile(path):
+        base2novel = teacher_path("TRAINER.PROMPTKD.TEACHER_DIR", BASE2NOVEL, "<DATASET.NAME>")
         raise TeacherNotFoundError(
-            f"PromptKD teacher not found at {path} (TRAINER.PROMPTKD.TEACHER_DIR/<DATASET.NAME>/VLPromptLearner/"
-            "model-best.pth.tar, or ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 with MODAL cross). Put the "
+            f"PromptKD teacher not found at {path} ({base2novel}, or {osp.join(*LAYOUT[CROSS])} with MODAL {CROSS}). "
+            "Put the "
             "PromptKD release's teacher there (its README links them), train one with PromptSRC or IVLP (ViT-L/14, "
             "config vit_l14_c2_ep20_batch8_4+4ctx; rename model.pth.tar-20 to model-best.pth.tar), set "
             "TRAINER.PROMPTKD.TEACHER_FILE to a checkpoint elsewhere, or distil from an untrained teacher with "
@@ -148,20 +149,19 @@ def build_teacher(cfg, classnames: List[str], precision) -> IVLPCLIP:
     state_dict = read_teacher_file(teacher_file(cfg)) if c.TEACHER_PROMPTS == "file" else None
     print(f"Loading the PromptKD teacher (backbone: {c.TEACHER_NAME}, prompts: {c.TEACHER_PROMPTS})")
     clip_model = precision.cast(load_clip(c.TEACHER_NAME, c.TEACHER_PATH))
-    none = c.TEACHER_PROMPTS == "none"
-    if not none:
-        check_depth(c.TEACHER_PROMPT_DEPTH_TEXT, clip_model.transformer.layers,
-                    "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_TEXT")
-        check_depth(c.TEACHER_PROMPT_DEPTH_VISION, clip_model.visual.transformer.layers,
-                    "TRAINER.PROMPTKD.TEACHER_PROMPT_DEPTH_VISION")
-    teacher = build_ivlp(
-        classnames, clip_model, n_ctx_text=0 if none else c.N_CTX_TEXT, ctx_init=c.CTX_INIT,
-        depth_text=1 if none else c.TEACHER_PROMPT_DEPTH_TEXT, n_ctx_vision=0 if none else c.TEACHER_N_CTX_VISION,
-        depth_vision=1 if none else c.TEACHER_PROMPT_DEPTH_VISION, generator_seed=TEACHER_INIT_SEED,
-    )
+    if c.TEACHER_PROMPTS == "none":
+        # zero-shot CLIP: CTX_INIT's words are the whole context, kept as they are; no deep or vision prompts
+        design = dict(n_ctx_text=context_words(c.CTX_INIT), depth_text=1, n_ctx_vision=0, depth_vision=0)
+    else:
+        design = dict(n_ctx_text=c.N_CTX_TEXT, depth_text=c.TEACHER_PROMPT_DEPTH_TEXT,
+                      n_ctx_vision=c.TEACHER_N_CTX_VISION, depth_vision=c.TEACHER_PROMPT_DEPTH_VISION)
+    try:
+        teacher = build_ivlp(classnames, clip_model, ctx_init=c.CTX_INIT, generator_seed=TEACHER_INIT_SEED, **design)
+    except SettingError as e:  # the prompt learner names its argument (PROMPT_DEPTH_TEXT); the user knows the key
+        raise SettingError(f"TRAINER.PROMPTKD.TEACHER_{e}") from None
     if state_dict is not None:
         path = teacher_file(cfg)
-        loaded = load_release_checkpoint(teacher, path, state_dict)
+        loaded = load_teacher_state_dict(teacher, state_dict, f"Teacher file {path}", TEACHER_FIT)
         print(f"Loaded {len(loaded)} teacher tensors from {path}")
     return teacher.eval().requires_grad_(False)
 

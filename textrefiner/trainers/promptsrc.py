@@ -8,7 +8,7 @@ from the same image tower run without prompts, not a second copy of it; the temp
 targets are encoded in the run's precision.
 
 ``TRAINER.PROMPTSRC.TEACHER_FILE`` makes the trainer write its final model as a PromptKD teacher
-(``teacher_state_dict``'s key layout) once training and the final test are done.
+(the release's key layout, ``checkpoints/ivlp.py``) once training and the final test are done.
 
 ``PromptSRC_TextRefiner`` (no public code has this row): the mixin's step (CE on the refined logits
 + semantic + regularisation) plus PromptSRC's terms through ``PromptSRC.host_losses``: the KL to
@@ -21,10 +21,10 @@ import os.path as osp
 
 from yacs.config import CfgNode as CN
 
+from textrefiner.checkpoints.ivlp import teacher_checkpoint
 from textrefiner.config import ConfigError, ConfigPart, register_config_part
 from textrefiner.framework import register_trainer
 from textrefiner.framework.checkpoint import atomic_save
-from textrefiner.hosts.ivlp import teacher_state_dict
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
 from textrefiner.hosts.promptsrc import PromptSRCCLIP, self_regularizing_losses, template_text_features
 
@@ -52,7 +52,7 @@ def add_promptsrc_config(cfg: CN) -> None:
     cfg.TRAINER.PROMPTSRC.GPA_STD = 1
     cfg.TRAINER.PROMPTSRC.TEXT_CHUNK_SIZE = 0  # as TRAINER.COOP.TEXT_CHUNK_SIZE (not a release key)
     # After training, write the final model as a PromptKD teacher file at this path ("" = none), in the
-    # release's key layout (textrefiner.hosts.ivlp.teacher_state_dict); not a release key
+    # release's key layout (textrefiner.checkpoints.ivlp.teacher_state_dict); not a release key
     cfg.TRAINER.PROMPTSRC.TEACHER_FILE = ""
     # Replace an existing TEACHER_FILE; False stops before training when the file exists
     cfg.TRAINER.PROMPTSRC.TEACHER_OVERWRITE = False
@@ -157,14 +157,7 @@ class PromptSRC(IVLP):
         """Write the current model in the release's layout (Dassl checkpoint keys), atomically."""
         path = self.host_cfg.TEACHER_FILE
         self.check_teacher_file()  # the file may have appeared while training
-        state = {
-            "state_dict": teacher_state_dict(self.model),
-            "epoch": self.max_epoch,
-            "optimizer": None,
-            "scheduler": None,
-            "val_result": None,
-        }
-        atomic_save(state, path)
+        atomic_save(teacher_checkpoint(self.model, self.max_epoch), path)
         print(f"PromptKD teacher written to {path}")
         return path
 
