@@ -13,9 +13,9 @@ targets are encoded in the run's precision.
 import os.path as osp
 
 
+from textrefiner.atomic import save_torch
 from textrefiner.config import ConfigError
 from textrefiner.framework import register_trainer
-from textrefiner.framework.checkpoint import atomic_save
 from textrefiner.hosts.ivlp import teacher_state_dict
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
 from textrefiner.hosts.promptsrc import PromptSRCCLIP, self_regularizing_losses, template_text_features
@@ -118,6 +118,6 @@ class PromptSRC(IVLP):
             "scheduler": None,
             "val_result": None,
         }
-        atomic_save(state, path)
+        save_torch(state, path, serialise_first=True)
         print(f"PromptKD teacher written to {path}")
         return path
