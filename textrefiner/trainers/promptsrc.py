@@ -64,14 +64,6 @@ class PromptSRC(IVLP):
             self.model.logit_scale.exp(), c.TEXT_LOSS_WEIGHT, c.IMAGE_LOSS_WEIGHT,
         )
 
-    def training_losses(self, image, target):
-        visual = self.model.encode_image(image)
-        text = self.model.text_features()
-        logits = self.model.logits(visual.global_feature, text)
-        losses = self.host_losses(logits, target)
-        losses.update(self.extra_losses(image, visual, text, logits))
-        return logits, losses
-
     def after_epoch(self) -> None:
         # Before the checkpoint and validation of the epoch, as the release (it loads the average at
         # the last batch): the last checkpoint and the final test hold the averaged prompts.
