@@ -161,10 +161,10 @@ def _prepare(case, out: Path, tmp_path: Path, monkeypatch, trained) -> None:
     elif case == "full disk":
         import textrefiner.framework.checkpoint as checkpoint
 
-        def no_space(write_fn, fpath):
+        def no_space(text, fpath):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), fpath)
 
-        monkeypatch.setattr(checkpoint, "_atomic_write", no_space)
+        monkeypatch.setattr(checkpoint, "write_text", no_space)  # the commit's atomic write
 
 
 @pytest.mark.parametrize("case,build_argv,fragment", CASES, ids=[c[0] for c in CASES])

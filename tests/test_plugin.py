@@ -9,7 +9,7 @@ import pytest
 from yacs.config import CfgNode as CN
 
 from conftest import REPO, SYNTHETIC_YAML, TINY
-from textrefiner.config import ConfigError, add_textrefiner_config, get_cfg, missing_project_keys
+from textrefiner.config import ConfigError, add_textrefiner_config, missing_project_keys
 from textrefiner.framework import TRAINER_REGISTRY, build_trainer, get_cfg_default
 from textrefiner.framework.builtin.registry import Registry
 from textrefiner.framework.registration import register_if_free, report_kept

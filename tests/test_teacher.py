@@ -14,7 +14,7 @@ from textrefiner.checkpoints.ivlp import load_teacher_state_dict, teacher_checkp
 from textrefiner.clip_backbone import load_clip
 from textrefiner.config import get_cfg
 from textrefiner.framework import load_checkpoint
-from textrefiner.framework.checkpoint import atomic_save
+from textrefiner.atomic import save_torch
 from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner
 from textrefiner.hosts.promptsrc import PromptSRCCLIP
 from textrefiner.precision import Precision
@@ -167,7 +167,7 @@ def test_every_teacher_the_step_writes_loads_into_promptkd_as_it_was(tmp_path, t
     with torch.no_grad():  # a trained teacher: prompts and a frozen weight away from any fresh init
         for p in (*written.prompt_learner.parameters(), written.text_encoder.ln_final.weight):
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    atomic_save(teacher_checkpoint(written, epoch=20), pkd.TEACHER_FILE)
+    save_torch(teacher_checkpoint(written, epoch=20), pkd.TEACHER_FILE, serialise_first=True)
 
     loaded = build_teacher(cfg, names, Precision("fp32", torch.device("cpu")))
     ours, theirs = loaded.state_dict(), written.state_dict()

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO
 from launch_helpers import LAUNCH_OPTS, SHOTS, finish_without_training, launcher_env
-from textrefiner.protocols import Setup, run_step
+from textrefiner.protocols import Setup
 from textrefiner.protocols.steps import base2new_test, few_shot, xd_test
 from textrefiner.results.tables import protocol_summary
 

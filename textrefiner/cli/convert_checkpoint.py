@@ -12,20 +12,15 @@ release folders directly; converting saves reading the release's whole-CLIP file
 import argparse
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import List, Optional
 
 import torch
 
+from textrefiner.atomic import atomic_folder
 from textrefiner.checkpoints import UpstreamCheckpointError, find_release
 from textrefiner.checkpoints.upstream import (
     ReleaseCheckpoint, checkpoint_files, head_folder, read_release, release_layout,
 )
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
 
 def read_all(src: str, epoch: Optional[int] = None) -> List[ReleaseCheckpoint]:
     """Every checkpoint of ``src`` (best first, then epochs ascending), or the one of ``epoch``."""
@@ -50,10 +45,7 @@ def write(releases: List[ReleaseCheckpoint], dst: str) -> None:
     """Write ``releases`` under ``dst`` in Dassl's layout; ``checkpoint`` names the last one written."""
     if osp.lexists(dst):
         raise FileExistsError(f'"{dst}" exists: name a new folder (the converter never overwrites)')
-    parent = osp.dirname(osp.abspath(dst))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=osp.basename(dst) + ".partial-", dir=parent)
-    try:
+    with atomic_folder(dst) as tmp:
         for release in releases:
             for name, state_dict in release.state_dicts().items():
                 folder = osp.join(tmp, name)
@@ -63,11 +55,6 @@ def write(releases: List[ReleaseCheckpoint], dst: str) -> None:
                 torch.save(state, osp.join(folder, release.file_name))
                 with open(osp.join(folder, "checkpoint"), "w") as f:
                     f.write(release.file_name + "\n")
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; give the folder the usual mode
-        os.rename(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -19,7 +19,11 @@ import shutil
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..atomic import atomic_write
 from .catalog import COOP_DATASETS, add_dataset_arguments
+
+#: what marks a download not yet checked and moved into place: ``<file>.download-<random>``
+DOWNLOAD_MARK = ".download-"
 
 
 class DownloadFailed(Exception):
@@ -50,9 +54,10 @@ def fetch(file_id: str, dest: str, validate: Callable[[str], None]) -> None:
     except ImportError as e:
         raise DownloadFailed("gdown is not installed: `pip install gdown`") from e
 
-    tmp = f"{dest}.download-{os.getpid()}"
     by_hand = f"download {drive_url(file_id)} in a browser and save it as {dest}"
-    try:
+
+    def download(tmp: str) -> None:
+        os.remove(tmp)  # gdown creates it: no file afterwards means it wrote nothing
         try:
             result = gdown.download(id=file_id, output=tmp, quiet=True)
         except OSError as e:  # requests' connection errors are OSErrors
@@ -68,16 +73,12 @@ def fetch(file_id: str, dest: str, validate: Callable[[str], None]) -> None:
                 f"the download is not the expected file ({e}); Google Drive may have sent a quota page: "
                 f"try again later, or {by_hand}"
             ) from e
-        os.replace(tmp, dest)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(download, dest, mark=DOWNLOAD_MARK)
 
 
 def copy_into_place(source: str, dest: str) -> None:
-    tmp = f"{dest}.download-{os.getpid()}"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, dest)
+    atomic_write(lambda tmp: shutil.copyfile(source, tmp), dest, mark=DOWNLOAD_MARK)
 
 
 def needs_download(dest: str, validate: Callable[[str], None], force: bool) -> bool:

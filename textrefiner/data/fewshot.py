@@ -15,11 +15,11 @@ again, never silently reused.
 """
 import hashlib
 import json
-import os
 import os.path as osp
 import random
 from typing import List, Optional, Sequence, Tuple
 
+from ..atomic import write_json
 from .errors import DatasetError
 from .records import Record, group_by_label
 
@@ -138,18 +138,13 @@ class FewShotCache:
         print(f"Few-shot cache {path} is unreadable; drawing it again")
         return None
 
-    def _write(self, path: str, content: dict) -> None:
-        tmp = f"{path}.tmp-{os.getpid()}"
+    @staticmethod
+    def _write(path: str, content: dict) -> None:
         try:
-            os.makedirs(self.directory, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(content, f)
-            os.replace(tmp, path)  # readers never see a half-written cache
+            write_json(content, path, encoding="utf-8")  # readers never see a half-written cache
         except OSError as e:
             # A read-only dataset folder only costs the redraw next time (same seed, same draw)
             print(f"Cannot write the few-shot cache {path} ({e}); continuing without it")
-            if osp.exists(tmp):
-                os.remove(tmp)
             return
         print(f"Saving preprocessed few-shot data to {path}")
 

@@ -11,12 +11,11 @@ or interrupted runs never see a half-written dataset.
 import os
 import os.path as osp
 import random
-import shutil
-import tempfile
 from typing import List, Tuple
 
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..atomic import atomic_folder
 from ..framework import register_dataset, write_json
 from .base import SplitDataset
 
@@ -57,10 +56,7 @@ def _draw(shape: str, colour: Tuple[int, int, int], rng: random.Random) -> Image
 
 def generate(dataset_dir: str) -> None:
     """Write the images and the split file into ``dataset_dir`` (atomically)."""
-    parent = osp.dirname(dataset_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
-    try:
+    with atomic_folder(dataset_dir, prefix=".synthetic-", complete_marker=Synthetic.split_file) as tmp:
         rng = random.Random(GENERATOR_SEED)
         split = {key: [] for key in IMAGES_PER_CLASS}
         for label, name in enumerate(CLASSNAMES):
@@ -73,14 +69,6 @@ def generate(dataset_dir: str) -> None:
                     _draw(shape, COLOURS[colour], rng).save(osp.join(tmp, "images", rel))
                     split[key].append([rel, label, name])
         write_json(split, osp.join(tmp, Synthetic.split_file))
-        try:
-            os.rename(tmp, dataset_dir)
-        except OSError:
-            if not osp.exists(osp.join(dataset_dir, Synthetic.split_file)):
-                raise  # someone else's finished copy is fine; anything else is not
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
 
 
 @register_dataset

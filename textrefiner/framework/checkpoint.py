@@ -23,12 +23,10 @@ its set is committed. Serialising into memory first means a full disk or a file-
 a half-written file, and the previous commit stays intact.
 """
 import errno
-import io
 import json
 import os
 import os.path as osp
 import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
@@ -36,11 +34,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..atomic import save_torch, torch_bytes, write_text
 from ..errors import UserError
 from ..safe_load import UnreadableFileError, load_file
 
 __all__ = [
-    "atomic_save", "save_checkpoint", "save_registered_models", "write_pointer_file", "load_checkpoint",
+    "save_checkpoint", "save_registered_models", "write_pointer_file", "load_checkpoint",
     "resume_from_checkpoint", "load_pretrained_weights", "MANIFEST", "STAGED_MARK", "CheckpointWriteError",
     "read_manifest", "complete_save", "commit_pending_save",
 ]
@@ -51,10 +50,6 @@ MANIFEST = "checkpoint_set.json"
 STAGED_MARK = ".staged-"
 _BEST_FILE = "model-best.pth.tar"
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 class CheckpointWriteError(UserError):
     """A checkpoint could not be written (full disk, quota, file-size limit); the message names the
     folder, the space needed and what is left; the previous complete checkpoint is kept."""
@@ -64,57 +59,6 @@ def _reached(step: str, path: str) -> None:
     """Called before every file operation of a save: ``stage`` (a module's file under its staged
     name), ``commit`` (the manifest), ``rename`` (a staged file to its final name), ``pointer``.
     Does nothing; the kill tests replace it to stop the process at each of these boundaries."""
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(write_fn, fpath: str) -> None:
-    directory = osp.dirname(fpath) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=osp.basename(fpath) + ".partial-", dir=directory)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual mode
-        _fsync(tmp)  # the data is on disk before the name points at it
-        os.replace(tmp, fpath)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_text(text: str):
-    def write(path: str) -> None:
-        with open(path, "w") as f:
-            f.write(text)
-
-    return write
-
-
-def _write_bytes(data: bytes):
-    def write(path: str) -> None:
-        with open(path, "wb") as f:
-            f.write(data)
-
-    return write
-
-
-def _serialize(obj: Any) -> bytes:
-    """``torch.save`` into memory: the size is known before anything touches the disk."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def atomic_save(obj: Any, fpath: str) -> None:
-    """``torch.save(obj, fpath)`` through a temporary file in the same folder and a rename."""
-    _atomic_write(_write_bytes(_serialize(obj)), fpath)
 
 
 def _strip_module(state: Dict[str, Any]) -> None:
@@ -137,20 +81,20 @@ def save_checkpoint(
     if remove_module_from_keys:
         _strip_module(state)
     fpath = osp.join(save_dir, model_name or f"model.pth.tar-{state['epoch']}")
-    _atomic_write(lambda p: torch.save(state, p), fpath)
+    save_torch(state, fpath)
     print(f"Checkpoint saved to {fpath}")
     if write_pointer:
         write_pointer_file(fpath)
     if is_best:
         best = osp.join(save_dir, _BEST_FILE)
-        _atomic_write(lambda p: torch.save(state, p), best)
+        save_torch(state, best)
         print(f'Best checkpoint saved to "{best}"')
     return fpath
 
 
 def write_pointer_file(fpath: str) -> None:
     """Point the folder's ``checkpoint`` file at ``fpath`` (what a resume loads)."""
-    _atomic_write(_write_text(osp.basename(fpath) + "\n"), osp.join(osp.dirname(fpath), "checkpoint"))
+    write_text(osp.basename(fpath) + "\n", osp.join(osp.dirname(fpath), "checkpoint"))
 
 
 def read_manifest(directory: str) -> Optional[dict]:
@@ -192,7 +136,7 @@ def complete_save(directory: str, manifest: dict, announce: bool = False) -> boo
         pointer = osp.join(directory, name, "checkpoint")
         if _pointer_target(pointer) != manifest["resume"]:
             _reached("pointer", pointer)
-            _atomic_write(_write_text(manifest["resume"] + "\n"), pointer)
+            write_text(manifest["resume"] + "\n", pointer)
             did = True
     return did
 
@@ -256,7 +200,7 @@ class _SaveSet:
         path = osp.join(self.directory, MANIFEST)
         try:
             _reached("commit", path)
-            _atomic_write(_write_text(json.dumps(manifest, indent=1) + "\n"), path)  # the commit point
+            write_text(json.dumps(manifest, indent=1) + "\n", path)  # the commit point
         except OSError as e:
             self.abort()
             raise self.error(e, committed=False) from None
@@ -336,7 +280,7 @@ def save_registered_models(
             **(extra or {}),
         }
         _strip_module(state)
-        data = _serialize(state)
+        data = torch_bytes(state)
         files.append((name, file_name, data))
         if is_best:
             files.append((name, _BEST_FILE, data))

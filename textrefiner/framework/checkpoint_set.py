@@ -18,6 +18,7 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional, Tuple
 
+from ..atomic import PARTIAL_MARK
 from ..errors import UserError
 from .checkpoint import MANIFEST, STAGED_MARK, complete_save, load_checkpoint, read_manifest
 
@@ -42,7 +43,8 @@ def remove_partial_files(directory: str) -> List[str]:
     """Delete temporary files of interrupted atomic writes and staged files of uncommitted saves
     under ``directory`` (one level of subfolders); a committed save's staged files are kept."""
     removed, keep = [], _committed_staged(directory)
-    for pattern in ("*.partial-*", "*/*.partial-*", "result.json.tmp-*", f"*/*{STAGED_MARK}*"):
+    # result.json.tmp-<pid>: how versions before textrefiner.atomic named an unfinished result.json
+    for pattern in (f"*{PARTIAL_MARK}*", f"*/*{PARTIAL_MARK}*", "result.json.tmp-*", f"*/*{STAGED_MARK}*"):
         for path in glob.glob(osp.join(glob.escape(directory), pattern)):
             if path not in keep:
                 os.remove(path)

@@ -15,17 +15,16 @@ A folder (or a sibling seed folder of the same experiment) made with other setti
 skipped silently: the step refuses, naming both settings and the two ways out (a run tag, which
 gives the run its own folder, or overwrite, which deletes the other run).
 """
-import json
 import os
 import os.path as osp
 import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..atomic import write_json
 from ..results.record import (
     HASH_KEY, RESULT_FILE, SETTINGS_FILE, SETTINGS_KEY, differences, read_result, same_records,
 )
-
 
 
 class SettingsConflict(RuntimeError):
@@ -60,9 +59,7 @@ def same_settings(record: Optional[dict], expected: Tuple[str, Dict[str, object]
 
 
 def write_settings(folder: str, expected: Tuple[str, Dict[str, object]]) -> None:
-    os.makedirs(folder, exist_ok=True)
-    with open(osp.join(folder, SETTINGS_FILE), "w") as f:
-        json.dump({HASH_KEY: expected[0], SETTINGS_KEY: expected[1]}, f, indent=1)
+    write_json({HASH_KEY: expected[0], SETTINGS_KEY: expected[1]}, osp.join(folder, SETTINGS_FILE), indent=1)
 
 
 def suggested_tag(changes: Sequence[Tuple[str, object, object]], expected_hash: str) -> str:

@@ -1,7 +1,6 @@
 """``result.json``: the machine-readable record of one evaluation, written next to ``log.txt``."""
 import hashlib
 import json
-import os
 import os.path as osp
 import subprocess
 import time
@@ -9,6 +8,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..atomic import write_json
 from ..errors import UserError
 from ..metrics import macro_f1_score
 
@@ -156,12 +156,8 @@ def build_record(
 
 def write_result(output_dir: str, record: dict) -> str:
     """Write ``record`` atomically to ``<output_dir>/result.json``; returns the path."""
-    os.makedirs(output_dir, exist_ok=True)
     path = osp.join(output_dir, RESULT_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, path)
+    write_json(record, path, indent=2)
     print(f"Result written to {path}")
     return path
 

@@ -20,13 +20,13 @@ job logs to ``<log_dir>/<job>.log``; ``<log_dir>/sweep_report.json`` records wha
 did. A failing job does not stop the others; the exit status is 1 if any failed.
 """
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
 from typing import List, Optional, Tuple
 
+from ..atomic import write_json
 from ..errors import UserError
 from ..protocols import PROTOCOLS
 from ..results.render import render, save
@@ -210,7 +210,6 @@ def sweep(args: argparse.Namespace, opts: Optional[List[str]]) -> None:
 
 
 def write_report(settings: SweepSettings, outcomes, started: str) -> None:
-    os.makedirs(settings.log_dir, exist_ok=True)
     report = {
         "started_at": started,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -218,8 +217,5 @@ def write_report(settings: SweepSettings, outcomes, started: str) -> None:
         "jobs": [o.as_dict() for o in outcomes],
     }
     path = os.path.join(settings.log_dir, "sweep_report.json")
-    tmp = f"{path}.tmp-{os.getpid()}"  # a sweep finishing at the same moment never reads half a report
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, path)
+    write_json(report, path, indent=2)  # a sweep finishing at the same moment never reads half a report
     print(f"Report: {path}")

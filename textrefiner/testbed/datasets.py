@@ -13,12 +13,11 @@ training ones). Images and split files are the same on every machine (fixed gene
 import json
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic import atomic_folder
 from ..data.base import SplitDataset
 from ..data.records import parse_split
 from ..framework import register_dataset, write_json
@@ -56,10 +55,7 @@ def _pattern_shape_scene(label: int, rng: np.random.RandomState) -> Scene:
 def write_dataset(dataset_dir: str, split_file: str, classnames: Sequence[str], scene, counts: Dict[str, int],
                   seed: int) -> None:
     """Render every split into ``dataset_dir`` with its CoOp split file, atomically."""
-    parent = osp.dirname(dataset_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".testbed-", dir=parent)
-    try:
+    with atomic_folder(dataset_dir, prefix=".testbed-", complete_marker=split_file) as tmp:
         split = {key: [] for key in counts}
         index = 0
         for label, name in enumerate(classnames):
@@ -73,14 +69,6 @@ def write_dataset(dataset_dir: str, split_file: str, classnames: Sequence[str], 
                     render(scene(label, rng), rng).save(osp.join(tmp, "images", rel))
                     split[key].append([rel, label, name])
         write_json({"train": [], "val": [], **split}, osp.join(tmp, split_file))
-        try:
-            os.rename(tmp, dataset_dir)
-        except OSError:
-            if not osp.exists(osp.join(dataset_dir, split_file)):
-                raise  # someone else's finished copy is fine; anything else is not
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
 
 
 class _Generated(SplitDataset):

@@ -13,11 +13,12 @@ the rows pretraining ever updated (the rest were never trained and load as zeros
 ``clip.model.build_model`` exactly as an OpenAI checkpoint does.
 """
 import hashlib
-import os
 import os.path as osp
 from typing import Dict
 
 import torch
+
+from ..atomic import save_torch, write_text
 
 #: keyword arguments of clip.model.CLIP (heads = width // 64, as build_model infers them)
 TESTBED_ARCH = dict(
@@ -82,11 +83,7 @@ def load_testbed_state_dict(name: str) -> Dict[str, torch.Tensor]:
 
 def write_compact(compact: dict, path: str) -> str:
     """Write ``compact`` atomically with its ``.sha256`` beside it; returns the checksum."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f"{path}.partial-{os.getpid()}"
-    torch.save(compact, tmp)
-    os.replace(tmp, path)
+    save_torch(compact, path)
     digest = sha256(path)
-    with open(path + ".sha256", "w") as f:
-        f.write(f"{digest}  {osp.basename(path)}\n")
+    write_text(f"{digest}  {osp.basename(path)}\n", path + ".sha256")
     return digest

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import transforms
 
+from ..atomic import save_torch
 from ..clip_backbone import import_clip
 from ..hosts.encoders import TextEncoder
 from ..safe_load import load_file
@@ -192,11 +193,9 @@ def main(argv: Sequence[str] = None) -> None:
                   f"{held:.1f}%; colour right {colour:.1f}%, shape right {shape:.1f}%)  elapsed {elapsed / 60:.1f} min"
                   f"  eta {eta / 60:.1f} min", flush=True)
         if done % args.save_every == 0 and done < args.steps:
-            tmp = f"{resume_path}.partial-{os.getpid()}"
-            torch.save({"settings": settings, "model": model.state_dict(), "optim": optim.state_dict(),
+            save_torch({"settings": settings, "model": model.state_dict(), "optim": optim.state_dict(),
                         "used_rows": used_rows, "curve": curve, "loss_avg": loss_avg, "step": done,
-                        "elapsed": time.time() - start}, tmp)
-            os.replace(tmp, resume_path)
+                        "elapsed": time.time() - start}, resume_path)
     model.eval()
     acc, held, _, _ = zero_shot_accuracy(model, eval_images, eval_labels)
     argv = list(sys.argv[1:] if argv is None else argv)

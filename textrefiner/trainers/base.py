@@ -154,9 +154,31 @@ class PromptTrainer(TrainerX):
         return HardLabels(label)
 
     def training_losses(self, image: torch.Tensor, target) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """The host's logits (B, C) for the batch and its named loss terms; plug-ins extend this."""
-        logits = self.model(image)
-        return logits, self.host_losses(logits, target)
+        """The one shape of every trainer's step: the image tower, the text features t (C, d), the
+        classifier's text features (t, or a plug-in's refinement of it), the logits (B, C), then the
+        named loss terms: the host's (``host_losses``), the plug-in's (``plugin_losses``), the host's
+        that need the image tower's output (``extra_losses``). That order is the order of their sum
+        and of the autograd graph, so it is part of the numbers."""
+        visual = self.model.encode_image(image, with_local=self.needs_local_tokens)
+        text = self.model.text_features()
+        classifier_text, plugin_terms = self.training_text_features(text, visual, target)
+        logits = self.model.logits(visual.global_feature, classifier_text)
+        losses = self.host_losses(logits, target)
+        losses.update(self.plugin_losses(plugin_terms, target))
+        losses.update(self.extra_losses(image, visual, text, logits))
+        return logits, losses
+
+    #: whether the step's image tower also returns the local tokens and CLS attention (a plug-in's need)
+    needs_local_tokens = False
+
+    def training_text_features(self, text: torch.Tensor, visual, target) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The (C, d) text features the step's logits use and a plug-in's unweighted loss terms
+        (computed from ``text``, the ``VisualOutput`` ``visual`` and ``target``): here ``text`` and none."""
+        return text, {}
+
+    def plugin_losses(self, terms: Dict[str, torch.Tensor], target) -> Dict[str, torch.Tensor]:
+        """The plug-in's ``terms`` weighted, as named loss terms added after the host's: none here."""
+        return {}
 
     def host_losses(self, logits: torch.Tensor, target) -> Dict[str, torch.Tensor]:
         return {self.host_loss_name: target.weight * target.loss(logits)}

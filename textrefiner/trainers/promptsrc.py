@@ -21,10 +21,10 @@ import os.path as osp
 
 from yacs.config import CfgNode as CN
 
+from textrefiner.atomic import save_torch
 from textrefiner.checkpoints.ivlp import teacher_checkpoint
 from textrefiner.config import ConfigError, ConfigPart, register_config_part
 from textrefiner.framework import register_trainer
-from textrefiner.framework.checkpoint import atomic_save
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
 from textrefiner.hosts.promptsrc import PromptSRCCLIP, self_regularizing_losses, template_text_features
 
@@ -110,14 +110,6 @@ class PromptSRC(IVLP):
             self.model.logit_scale.exp(), c.TEXT_LOSS_WEIGHT, c.IMAGE_LOSS_WEIGHT,
         )
 
-    def training_losses(self, image, target):
-        visual = self.model.encode_image(image)
-        text = self.model.text_features()
-        logits = self.model.logits(visual.global_feature, text)
-        losses = self.host_losses(logits, target)
-        losses.update(self.extra_losses(image, visual, text, logits))
-        return logits, losses
-
     def after_epoch(self) -> None:
         # Before the checkpoint and validation of the epoch, as the release (it loads the average at
         # the last batch): the last checkpoint and the final test hold the averaged prompts.
@@ -157,7 +149,7 @@ class PromptSRC(IVLP):
         """Write the current model in the release's layout (Dassl checkpoint keys), atomically."""
         path = self.host_cfg.TEACHER_FILE
         self.check_teacher_file()  # the file may have appeared while training
-        atomic_save(teacher_checkpoint(self.model, self.max_epoch), path)
+        save_torch(teacher_checkpoint(self.model, self.max_epoch), path, serialise_first=True)
         print(f"PromptKD teacher written to {path}")
         return path
 

@@ -15,7 +15,9 @@ and trains with
 where the semantic loss takes the host's loss form and ``w`` is the host's loss weight
 (1 for cross-entropy, KD_WEIGHT for PromptKD), plus the host's own terms that need the
 image tower's output (``extra_losses``: PromptSRC's self-regularisation), reading the cache
-before updating it at every training step. At evaluation the refined features t' are
+before updating it at every training step. The step itself is the base trainer's
+(``PromptTrainer.training_losses``); the mixin fills its hooks: local tokens from the image tower,
+t' and the two losses (``training_text_features``), their weights (``plugin_losses``). At evaluation the refined features t' are
 computed once per evaluation from the frozen cache and no local tokens are computed.
 ``TRAINER.TEXTREFINER.ENABLED False`` builds no head: the trainer is then exactly its host.
 """
@@ -115,16 +117,24 @@ class TextRefinerMixin:
         text = super().classifier_text_features()
         return text if self.refiner is None else self.refiner.refine(text)
 
-    def training_losses(self, image, target):
+    # ------------------------------------------------------------------ the training step's hooks
+    @property
+    def needs_local_tokens(self) -> bool:
+        return self.refiner is not None
+
+    def training_text_features(self, text, visual, target):
+        """t' from the cache as it was before this batch, the unweighted semantic and regularisation
+        losses, and the cache updated with the batch's aligned tokens."""
         if self.refiner is None:
-            return super().training_losses(image, target)
-        tr = self.cfg.TRAINER.TEXTREFINER
-        visual = self.model.encode_image(image, with_local=True)
-        text = self.model.text_features()
+            return super().training_text_features(text, visual, target)
         out = self.refiner(text, visual.tokens, visual.cls_attention, target, self.model.logit_scale.exp())
-        logits = self.model.logits(visual.global_feature, out.refined)
-        losses = self.host_losses(logits, target)
-        losses["semantic"] = tr.LAMBDA_SEM * target.weight * out.losses["semantic"]
-        losses["regularization"] = tr.LAMBDA_REG * target.weight * out.losses["regularization"]
-        losses.update(self.extra_losses(image, visual, text, logits))
-        return logits, losses
+        return out.refined, out.losses
+
+    def plugin_losses(self, terms, target):
+        if self.refiner is None:
+            return super().plugin_losses(terms, target)
+        tr = self.cfg.TRAINER.TEXTREFINER
+        return {
+            "semantic": tr.LAMBDA_SEM * target.weight * terms["semantic"],
+            "regularization": tr.LAMBDA_REG * target.weight * terms["regularization"],
+        }

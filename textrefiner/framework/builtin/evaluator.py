@@ -1,6 +1,6 @@
 """Classification evaluator printing Dassl's exact result lines."""
 import os.path as osp
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from typing import Dict, Optional
 
 import numpy as np
