@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY
-from textrefiner.clip_backbone import import_clip, load_clip
+from textrefiner.backbones.openai import import_clip
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.hosts.teacher_ivlp import build_ivlp
 from textrefiner.hosts.promptkd import PromptKDStudent
 from textrefiner.modeling import SoftTargets, TextRefiner, semantic_loss

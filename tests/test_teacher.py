@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO, TINY
 from launch_helpers import LAUNCH_OPTS, SHOTS, finish_without_training, launcher_env
-from textrefiner.clip_backbone import load_clip
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.framework import load_checkpoint
 from textrefiner.hosts.ivlp import IVLPCLIP, IVLPPromptLearner, load_teacher_state_dict
 from textrefiner.protocols.steps import Setup

@@ -18,7 +18,8 @@ from typing import List
 
 import torch
 
-from textrefiner.clip_backbone import WeightsNotFoundError, embed_dim, load_clip
+from textrefiner.backbones.resolver import embed_dim, load_clip
+from textrefiner.errors import WeightsNotFoundError
 from textrefiner.framework import DataManager, load_checkpoint, register_trainer
 from textrefiner.hosts.teacher_ivlp import IVLPCLIP, build_ivlp, check_depth
 from textrefiner.hosts.ivlp_checkpoint import load_release_checkpoint

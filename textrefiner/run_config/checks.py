@@ -1,0 +1,129 @@
+"""The checks a run's config passes before anything is written: each failure is one ``UserError``
+line. Every value with a fixed set of choices or a range is checked, so a typo stops the run at
+once instead of as an internal error deep in torch (or not at all); the backbone name is checked
+by the backbone resolver.
+"""
+import math
+from typing import Dict, List, Sequence
+
+from textrefiner.backbones.resolver import resolve
+from textrefiner.errors import UserError
+from textrefiner.framework import DATASET_REGISTRY, FRAMEWORK, TRAINER_REGISTRY
+from textrefiner.precision import PRECISIONS
+
+from .merge import closest
+
+#: key -> the values it accepts
+CHOICES: Dict[str, Sequence] = {
+    "TRAINER.COOP.PREC": PRECISIONS,
+    "TRAINER.MAPLE.PREC": PRECISIONS,
+    "TRAINER.COOP.CLASS_TOKEN_POSITION": ("end", "middle", "front"),
+    "TRAINER.TEXTREFINER.UPDATE_RULE": ("release", "paper"),
+    "TRAINER.TEXTREFINER.SEMANTIC_SET": ("release", "paper"),
+    "DATASET.SUBSAMPLE_CLASSES": ("all", "base", "new"),
+    # Dassl tests the best-val model for "best_val" and the last epoch's for anything else; these
+    # are the names Dassl (last_step) and the MaPLe release (last_epoch) use
+    "TEST.FINAL_MODEL": ("best_val", "last_step", "last_epoch"),
+    "TEST.SPLIT": ("val", "test"),
+    # Dassl also has radam; the built-in engine refuses it when building the optimizer
+    "OPTIM.NAME": ("adam", "amsgrad", "sgd", "rmsprop", "adamw") + (("radam",) if FRAMEWORK == "dassl" else ()),
+    "OPTIM.LR_SCHEDULER": ("single_step", "multi_step", "cosine"),
+    "OPTIM.WARMUP_TYPE": ("constant", "linear"),
+    "INPUT.INTERPOLATION": ("bilinear", "bicubic", "nearest"),
+}
+#: key -> (smallest allowed value, what the value means)
+MINIMUMS: Dict[str, tuple] = {
+    "TRAINER.TEXTREFINER.CACHE_SIZE": (1, "local-cache entries M"),
+    "TRAINER.TEXTREFINER.TOPK": (1, "patch tokens k in the semantic loss"),
+    "TRAINER.MAPLE.N_CTX": (1, "context tokens per prompted layer"),
+    "TRAINER.MAPLE.PROMPT_DEPTH": (1, "prompted layers J"),
+    "TRAINER.COOP.TEXT_CHUNK_SIZE": (0, "classes per text chunk (0 = all)"),
+    "TRAINER.MAPLE.TEXT_CHUNK_SIZE": (0, "classes per text chunk (0 = all)"),
+    "OPTIM.MAX_EPOCH": (1, "epochs"),
+    "DATALOADER.TRAIN_X.BATCH_SIZE": (1, "training images per batch"),
+    "DATALOADER.TEST.BATCH_SIZE": (1, "evaluation images per batch"),
+    "DATALOADER.NUM_WORKERS": (0, "data-loading processes"),
+    "TRAIN.PRINT_FREQ": (1, "batches between progress lines"),
+    "OPTIM.WARMUP_EPOCH": (-1, "warm-up epochs; 0 or Dassl's default -1 for none"),
+    # Dassl's -1 (its default) and 0 (PromptKD's shots_0) mean every training image
+    "DATASET.NUM_SHOTS": (-1, "images per class; -1 or 0 for every training image"),
+}
+#: key -> the closed range of a fraction or weight
+RANGES: Dict[str, tuple] = {
+    "TRAINER.TEXTREFINER.MOMENTUM": (0.0, 1.0),
+    "TRAINER.TEXTREFINER.ALPHA": (0.0, math.inf),
+    "TRAINER.TEXTREFINER.LAMBDA_SEM": (0.0, math.inf),
+    "TRAINER.TEXTREFINER.LAMBDA_REG": (0.0, math.inf),
+    "OPTIM.LR": (1e-12, math.inf),
+    "OPTIM.WEIGHT_DECAY": (0.0, math.inf),
+    "OPTIM.MOMENTUM": (0.0, 1.0),
+    "TRAINER.PROMPTKD.KD_WEIGHT": (1e-12, math.inf),
+    "TRAINER.PROMPTKD.TEMPERATURE": (1e-12, math.inf),
+    "TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT": (0.0, math.inf),
+    "TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT": (0.0, math.inf),
+    "TRAINER.PROMPTSRC.GPA_STD": (1e-12, math.inf),
+}
+
+
+def _get(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def check_cfg_values(cfg) -> None:
+    """Every value with a fixed set of choices or a range, before anything runs."""
+    if cfg.TRAINER.NAME not in TRAINER_REGISTRY.registered_names():
+        names = sorted(TRAINER_REGISTRY.registered_names())
+        raise UserError(f"Unknown trainer {cfg.TRAINER.NAME!r}{closest(cfg.TRAINER.NAME, names)}; "
+                        f"pass --trainer with one of {names}")
+    if cfg.DATASET.NAME not in DATASET_REGISTRY.registered_names():
+        names = sorted(DATASET_REGISTRY.registered_names())
+        raise UserError(f"Unknown dataset {cfg.DATASET.NAME!r}{closest(cfg.DATASET.NAME, names)}; pass a file from "
+                        f"configs/datasets/ with --dataset-config-file (registered: {names})")
+    for key, choices in CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise UserError(f"{key} must be one of {list(choices)}, got {value!r}")
+    for key, (low, meaning) in MINIMUMS.items():
+        value = _get(cfg, key)
+        if not isinstance(value, int) or value < low:
+            raise UserError(f"{key} ({meaning}) must be a whole number >= {low}, got {value!r}")
+    for key, (low, high) in RANGES.items():
+        value = _get(cfg, key)
+        if not isinstance(value, (int, float)) or not low <= value <= high or math.isnan(value):
+            bounds = f"in [{low}, {high}]" if math.isfinite(high) else ("> 0" if low > 0 else f">= {low}")
+            raise UserError(f"{key} must be a number {bounds}, got {value!r}")
+    if not cfg.TRAINER.COOP.CTX_INIT and cfg.TRAINER.COOP.N_CTX < 1:
+        raise UserError(f"TRAINER.COOP.N_CTX (context tokens) must be >= 1, got {cfg.TRAINER.COOP.N_CTX}")
+    if FRAMEWORK == "builtin":
+        from textrefiner.framework.builtin.transforms import AVAI_CHOICES
+    else:  # Dassl asserts on an unknown name deep inside build_transform
+        from dassl.data.transforms.transforms import AVAI_CHOICES
+    unknown = [t for t in cfg.INPUT.TRANSFORMS if t not in AVAI_CHOICES]
+    if unknown:
+        where = "without Dassl" if FRAMEWORK == "builtin" else "in Dassl"
+        raise UserError(f"INPUT.TRANSFORMS {unknown} are not available {where}; choose from {list(AVAI_CHOICES)}")
+    if not cfg.OUTPUT_DIR:
+        raise UserError("No output folder: pass --output-dir")
+    _check_backbone(cfg.MODEL.BACKBONE.NAME)
+
+
+def config_warnings(cfg) -> List[str]:
+    """Settings that run but likely not as meant (printed as ``Warning:`` lines into the log)."""
+    warned = []
+    optim = cfg.OPTIM
+    if 0 < optim.MAX_EPOCH <= optim.WARMUP_EPOCH:
+        warned.append(f"OPTIM.WARMUP_EPOCH {optim.WARMUP_EPOCH} >= OPTIM.MAX_EPOCH {optim.MAX_EPOCH}: every epoch is "
+                      f"a warm-up epoch, so the run never trains at OPTIM.LR {optim.LR:g}; lower OPTIM.WARMUP_EPOCH "
+                      "(0: no warm-up) if that is not what you meant")
+    return warned
+
+
+def _check_backbone(name: str) -> None:
+    """Names the resolver refuses (missing files are load_clip's own clear error, in the log)."""
+    try:
+        resolve(name)
+    except ValueError as e:
+        raise UserError(str(e)) from None
