@@ -31,7 +31,7 @@ setup(
         "textrefiner.configs": ["*/*.yaml", "*/*/*.yaml"],
         # the paper's Table 1 and Table 2, read by parse_test_res.py --paper
         "textrefiner.results": ["paper_tables.csv"],
-        # the testbed CLIP's weights and checksum (textrefiner/testbed/model.py)
+        # the testbed CLIP's weights and checksum (textrefiner/testbed/backbone.py registers them)
         "textrefiner.testbed": ["weights/*.pt", "weights/*.sha256"],
     },
     install_requires=[

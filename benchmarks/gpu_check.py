@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import trainer_check  # noqa: E402
 from benchmarks.gpu_report import markdown  # noqa: E402
-from textrefiner.cli.train import register_plugins  # noqa: E402
 from textrefiner.precision import PRECISIONS  # noqa: E402
+from textrefiner.run_config import register_plugins  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_SPEED_SECONDS = 90  # a second speed run starts only with this much of the budget left

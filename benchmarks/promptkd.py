@@ -19,7 +19,7 @@ from typing import Dict, List
 
 import torch
 
-from textrefiner.clip_backbone import load_clip
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.config import get_cfg
 from textrefiner.framework import TRAINER_REGISTRY, TrainerBase
 from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp

@@ -47,9 +47,9 @@ from benchmarks.workloads import (  # noqa: E402
     cpu_memory_supported, data_loading_seconds, eval_batch, eval_text_features, peak_memory_mb,
     profile_textrefiner_step, seconds, synthetic_batch, train_step,
 )
-from textrefiner.cli.train import register_plugins  # noqa: E402
-from textrefiner.clip_backbone import load_clip  # noqa: E402
+from textrefiner.backbones.resolver import load_clip  # noqa: E402
 from textrefiner.precision import Precision  # noqa: E402
+from textrefiner.run_config import register_plugins  # noqa: E402
 
 RELEASE_MB_PER_CLASS = 30  # release-style training memory per class (measured on the CPU, fp32, batch 32)
 DEFAULT_RELEASE_MAX_CLASSES = 100  # where the memory does not hold every class count

@@ -14,10 +14,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from textrefiner.cli.train import register_plugins  # noqa: E402
-from textrefiner.clip_backbone import import_clip, load_clip  # noqa: E402
+from textrefiner.backbones.openai import import_clip  # noqa: E402
+from textrefiner.backbones.resolver import load_clip  # noqa: E402
 from textrefiner.config import get_cfg  # noqa: E402
 from textrefiner.framework import build_trainer, set_random_seed  # noqa: E402
+from textrefiner.run_config import register_plugins  # noqa: E402
 
 register_plugins()
 

@@ -125,7 +125,7 @@ def _child(request: dict) -> int:
 
 def serve() -> None:
     sys.path.insert(0, str(REPO))
-    from textrefiner.cli.train import register_plugins
+    from textrefiner.run_config import register_plugins
 
     register_plugins()
     replies = sys.stdout

@@ -157,7 +157,7 @@ def test_a_bad_teacher_file_is_refused_naming_it(change, fragment, data_root, ru
 
 def _nan_clip(tmp_path: Path) -> Path:
     """random:tiny's weights with NaN in the text tower's last LayerNorm (a damaged CLIP file)."""
-    from textrefiner.clip_backbone import load_clip
+    from textrefiner.backbones.resolver import load_clip
 
     clip = load_clip("random:tiny").state_dict()
     clip["ln_final.weight"] = torch.full_like(clip["ln_final.weight"], float("nan"))

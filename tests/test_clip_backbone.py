@@ -1,13 +1,22 @@
-"""CLIP loading (random and from files) and our forward over CLIP's modules."""
+"""CLIP loading (random and from files), the one resolver of backbone names, and our forward over
+CLIP's modules."""
+import ast
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from textrefiner import clip_backbone
-from textrefiner.clip_backbone import WeightsNotFoundError, import_clip, load_clip
+from conftest import REPO
+from textrefiner.backbones import openai as openai_clip
+from textrefiner.backbones import registered_backbones
+from textrefiner.backbones.openai import import_clip
+from textrefiner.backbones.resolver import load_clip, resolve
+from textrefiner.errors import WeightsNotFoundError
 from textrefiner.hosts.coop import tokenize
 from textrefiner.hosts.encoders import ImageEncoder, TextEncoder
+from textrefiner.testbed import backbone as testbed_backbone
 
 
 def _same_weights(a, b) -> bool:
@@ -46,7 +55,7 @@ def test_load_from_state_dict_file(tmp_path, tiny_clip):
 
 
 def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(clip_backbone, "default_cache_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(openai_clip, "default_cache_dir", lambda: str(tmp_path))
 
     def offline(url, root):
         raise OSError("network unreachable")
@@ -59,6 +68,57 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
     assert str(tmp_path / "ViT-B-16.pt") in message and "MODEL.BACKBONE.PATH" in message
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
         load_clip("ViT-B/16", path=str(tmp_path / "nope.pt"))
+
+
+def _imported_names(folder) -> list:
+    """Every module and name the files of ``folder`` import."""
+    names = []
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names += [getattr(node, "module", None) or "", *(alias.name for alias in node.names)]
+    return names
+
+
+def test_the_testbed_registers_its_clip_and_the_resolver_finds_it_after_importing_only_the_resolver():
+    shipped = registered_backbones()["testbed"]
+    assert shipped.weights_file() == testbed_backbone.TESTBED_MODELS["testbed"]
+    assert resolve("testbed").shipped is shipped and resolve("testbed").missing() == ""
+    # the resolver knows the testbed only through the registry: it never imports the testbed
+    imported = _imported_names(REPO / "textrefiner" / "backbones")
+    assert "torch" in imported and not [name for name in imported if "testbed" in name]
+    # a fresh interpreter: the resolver alone (textrefiner imports the testbed package, which registers)
+    code = ("import sys; from textrefiner.backbones.resolver import resolve; "
+            "print(type(resolve('testbed')).__name__, 'textrefiner.testbed.backbone' in sys.modules, "
+            "'textrefiner.testbed.model' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.split() == ["RegisteredCLIP", "True", "False"]
+
+
+def test_import_textrefiner_registers_the_testbed_without_torch():
+    code = ("import sys, textrefiner; from textrefiner.backbones import registered_backbones; "
+            "print(sorted(registered_backbones()), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
+    assert out.strip() == "['testbed'] False"
+
+
+def test_resolver_kinds_and_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(openai_clip, "default_cache_dir", lambda: str(tmp_path))
+    assert resolve("random:tiny").embed_dim() == 64 and resolve("random:tiny").missing() == ""
+    assert resolve("ViT-L/14").embed_dim() == 768
+    assert resolve("ViT-B/16").missing().startswith(f"{tmp_path / 'ViT-B-16.pt'} not found")
+    assert resolve("ViT-B/16", path=str(tmp_path / "b16.pt")).missing().startswith(f"{tmp_path / 'b16.pt'} not found")
+    assert resolve(str(tmp_path / "clip.pt")).missing() == "no such file"
+    monkeypatch.setitem(testbed_backbone.TESTBED_MODELS, "testbed", str(tmp_path / "gone.pt"))
+    assert resolve("testbed").missing().startswith(f"{tmp_path / 'gone.pt'} not found; ")
+    with pytest.raises(WeightsNotFoundError, match="testbed.pretrain --out"):
+        load_clip("testbed")
+
+
+def test_old_import_path_still_works():
+    from textrefiner import clip_backbone
+
+    assert clip_backbone.load_clip is load_clip and clip_backbone.WeightsNotFoundError is WeightsNotFoundError
 
 
 def test_local_tokens_and_attention(tiny_clip):

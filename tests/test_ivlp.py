@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from textrefiner.clip_backbone import import_clip
+from textrefiner.backbones.openai import import_clip
 from conftest import deep_random_clip
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 from textrefiner.hosts.encoders import ImageEncoder

@@ -11,7 +11,7 @@ import torch
 
 from conftest import REPO, TINY, build, make_cfg, one_batch, run_train_py
 from launch_helpers import LAUNCH_OPTS, SHOTS, launcher_env
-from textrefiner.clip_backbone import import_clip
+from textrefiner.backbones.openai import import_clip
 from textrefiner.framework import load_checkpoint
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 from textrefiner.hosts.encoders import ImageEncoder

@@ -19,7 +19,7 @@ import torch
 from conftest import REPO, build, make_cfg, one_batch
 from launch_helpers import LAUNCH_OPTS, SHOTS, launcher_env
 from textrefiner.results.layout import RunKey, run_dir
-from textrefiner.clip_backbone import load_clip
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.framework import load_checkpoint
 from textrefiner.hosts.ivlp import build_ivlp
 from textrefiner.precision import Precision

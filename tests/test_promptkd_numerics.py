@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY
-from textrefiner.clip_backbone import import_clip, load_clip
+from textrefiner.backbones.openai import import_clip
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.config import get_cfg
 from textrefiner.hosts.ivlp import build_ivlp
 from textrefiner.hosts.promptkd import PromptKDStudent

@@ -9,7 +9,7 @@ import torch
 from conftest import REPO
 from test_bad_inputs import args
 from test_promptkd import TINY_OPTS as PKD_OPTS, YAML as PKD_YAML, release_state_dict, trained_teacher, write_teacher
-from textrefiner import clip_backbone
+from textrefiner.backbones import files as backbone_files, openai as openai_clip
 from textrefiner.cli.train import main
 from textrefiner.framework.checkpoint import load_checkpoint
 from textrefiner.safe_load import TRUST_ENV, UnsafeFileError, load_file
@@ -161,14 +161,14 @@ def test_a_torchscript_archive_is_loaded_only_when_openai_published_it(tmp_path,
     archive = tmp_path / "ViT-B-16.pt"
     _torchscript_clip_like(archive)
     with pytest.raises(UnsafeFileError, match="not one of OpenAI's published CLIP files"):
-        clip_backbone.read_clip_state_dict(str(archive))
-    digest = clip_backbone._sha256(str(archive))
-    monkeypatch.setattr(clip_backbone, "openai_sha256s", lambda: {digest})
-    assert set(clip_backbone.read_clip_state_dict(str(archive))) == {"weight", "bias"}
+        backbone_files.read_clip_state_dict(str(archive))
+    digest = backbone_files.sha256(str(archive))
+    monkeypatch.setattr(openai_clip, "openai_sha256s", lambda: {digest})
+    assert set(backbone_files.read_clip_state_dict(str(archive))) == {"weight", "bias"}
 
 
 def test_openai_checksums_come_from_their_download_addresses():
-    digests = clip_backbone.openai_sha256s()
+    digests = openai_clip.openai_sha256s()
     assert "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f" in digests  # ViT-B/16
     assert all(len(d) == 64 and set(d) <= set("0123456789abcdef") for d in digests)
 

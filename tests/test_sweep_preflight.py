@@ -10,6 +10,7 @@ import pytest
 from textrefiner.sweep.cli import main
 from textrefiner.sweep.executors import Progress
 from textrefiner.sweep.runner import JobOutcome
+from textrefiner.testbed import backbone as testbed_backbone
 
 
 def test_no_flags_prints_usage_and_runs_nothing(tmp_path, capsys, monkeypatch):
@@ -35,6 +36,27 @@ def test_preflight_lists_every_missing_dataset_and_weights_before_any_job(tmp_pa
     assert "DescribableTextures: dataset folder not found" in err and "Caltech101: dataset folder not found" in err
     assert f"CLIP weights {tmp_path / 'ViT-B-16.pt'}: no such file" in err
     assert not out.exists(), "no job started"
+
+
+def _preflight_problems(tmp_path, capsys, backbone):
+    out = tmp_path / "output"
+    args = ["--protocol", "base2new", "--datasets", "dtd", "--trainers", "CoOp", "--seeds", "1",
+            "--data", str(tmp_path / "data"), "--output", str(out), "--", "MODEL.BACKBONE.NAME", backbone]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert not out.exists(), "no job started"
+    return [line.strip()[2:] for line in capsys.readouterr().err.splitlines() if line.strip().startswith("- ")]
+
+
+def test_preflight_accepts_the_testbed_clip_and_names_its_file_when_missing(tmp_path, capsys, monkeypatch):
+    # the missing dataset stops the sweep; the shipped testbed weights are no problem
+    problems = _preflight_problems(tmp_path, capsys, "testbed")
+    assert len(problems) == 1 and problems[0].startswith("DescribableTextures: dataset folder not found")
+    gone = tmp_path / "testbed-clip.pt"
+    monkeypatch.setitem(testbed_backbone.TESTBED_MODELS, "testbed", str(gone))
+    weights = [p for p in _preflight_problems(tmp_path, capsys, "testbed") if p.startswith("CLIP weights")]
+    assert weights == [f"CLIP weights testbed: {gone} not found; this version ships none yet. Build them with "
+                       f"python -m textrefiner.testbed.pretrain --out {gone} (README, 'Offline testbed')"]
 
 
 def test_progress_names_each_log_and_estimates_the_rest(capsys):

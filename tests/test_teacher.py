@@ -10,8 +10,8 @@ import torch
 
 from conftest import REPO, TINY
 from launch_helpers import LAUNCH_OPTS, SHOTS, finish_without_training, launcher_env
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.checkpoints.ivlp import load_teacher_state_dict, teacher_checkpoint
-from textrefiner.clip_backbone import load_clip
 from textrefiner.config import get_cfg
 from textrefiner.framework import load_checkpoint
 from textrefiner.atomic import save_torch

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from textrefiner.clip_backbone import import_clip
+from textrefiner.backbones.openai import import_clip
+from textrefiner.testbed import backbone as testbed_backbone
 from textrefiner.testbed import model as testbed_model
 from textrefiner.testbed import datasets as testbed_datasets
 from textrefiner.testbed.datasets import PATTERN_CLASSES, SHAPE_CLASSES
@@ -77,8 +78,8 @@ def test_compact_weights_load_through_clip_build_model_with_checksum(tmp_path, m
     path = str(tmp_path / "testbed-clip.pt")
     testbed_model.write_compact(testbed_model.compact_state_dict(model, used, {"seed": 0}), path)
     assert os.path.getsize(path) < 10e6
-    monkeypatch.setitem(testbed_model.TESTBED_MODELS, "testbed", path)
-    from textrefiner.clip_backbone import load_clip
+    monkeypatch.setitem(testbed_backbone.TESTBED_MODELS, "testbed", path)
+    from textrefiner.backbones.resolver import load_clip
 
     loaded = load_clip("testbed")
     rows = used.nonzero().flatten()

@@ -11,10 +11,11 @@ import os.path as osp
 import pytest
 import torch
 
-from textrefiner.clip_backbone import load_clip
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.protocols.hosts import testbed_cfg as config_name
 from textrefiner.protocols.steps import Setup, base2new_test, base2new_train, run_step
-from textrefiner.testbed.model import TESTBED_MODELS, sha256
+from textrefiner.testbed.backbone import TESTBED_MODELS
+from textrefiner.testbed.model import sha256
 from textrefiner.testbed.pretrain import zero_shot_accuracy, zero_shot_set
 
 WEIGHTS = TESTBED_MODELS["testbed"]

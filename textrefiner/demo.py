@@ -35,8 +35,8 @@ RANDOM_TINY = "random:tiny"
 
 def available_trainers(backbone: str) -> List[str]:
     """Demo trainers whose class is registered (and, on the testbed, that ship a testbed config)."""
-    from textrefiner.cli.train import register_plugins
     from textrefiner.framework import TRAINER_REGISTRY
+    from textrefiner.run_config import register_plugins
 
     register_plugins()
     registered = TRAINER_REGISTRY.registered_names()

@@ -78,7 +78,7 @@ class Precision:
         """Cast a module's matmul weights to the policy's storage dtype (norms stay fp32, as in CLIP)."""
         module.float()
         if self.name == "fp16":
-            from .clip_backbone import import_clip
+            from .backbones.openai import import_clip
 
             import_clip().model.convert_weights(module)
         return module

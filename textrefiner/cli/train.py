@@ -16,7 +16,6 @@ Only one run at a time writes into an output folder (``train.lock``).
 """
 import argparse
 import errno
-import importlib
 import os
 import platform
 import signal
@@ -29,15 +28,14 @@ import torch
 
 from textrefiner import __version__
 from textrefiner.checkpoints import UpstreamCheckpointError
-from textrefiner.clip_backbone import WeightsNotFoundError
-from textrefiner.config import ConfigError, get_cfg
+from textrefiner.config import ConfigError
 from textrefiner.data.errors import DatasetError
-from textrefiner.errors import UserError
+from textrefiner.errors import UserError, WeightsNotFoundError
 from textrefiner.framework import (
     FRAMEWORK, build_trainer, log_only, logging_to_file, set_random_seed, setup_logger, teardown_logger,
 )
+from textrefiner.run_config import build_parser, check_cfg_values, config_warnings, register_plugins, setup_cfg
 
-from .checks import check_args, check_cfg_values, config_warnings, merge_config
 from .output_guard import OutputLock, refuse_foreign_outputs
 from .parent import die_with_parent
 
@@ -52,68 +50,16 @@ _USER_ERRNOS = {errno.EACCES: "not writable", errno.EPERM: "not writable", errno
                 errno.ENOTDIR: "a file stands where a folder should be"}
 
 
-def register_plugins() -> None:
-    """Import the trainers and dataset readers so they register (names already taken are kept)."""
-    importlib.import_module("textrefiner.trainers")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", type=str, default="", help="path to dataset")
-    p.add_argument("--output-dir", type=str, default="", help="output directory")
-    p.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
-    p.add_argument("--seed", type=int, default=-1, help="only positive value enables a fixed seed")
-    p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
-    p.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
-    p.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
-    p.add_argument("--config-file", type=str, default="", help="path to config file")
-    p.add_argument("--dataset-config-file", type=str, default="", help="path to config file for dataset setup")
-    p.add_argument("--trainer", type=str, default="", help="name of trainer")
-    p.add_argument("--backbone", type=str, default="", help="name of CNN backbone")
-    p.add_argument("--head", type=str, default="", help="name of head")
-    p.add_argument("--eval-only", action="store_true", help="evaluation only")
-    p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
-    p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
-    p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
-    p.add_argument("--debug", action="store_true", help="show the traceback of an input error (or TEXTREFINER_DEBUG=1)")
-    p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
-    return p
-
-
-def reset_cfg(cfg, args) -> None:
-    if args.root:
-        cfg.DATASET.ROOT = args.root
-    if args.output_dir:
-        cfg.OUTPUT_DIR = args.output_dir
-    if args.resume:
-        cfg.RESUME = args.resume
-    if args.seed >= 0:
-        cfg.SEED = args.seed
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
-    if args.transforms:
-        cfg.INPUT.TRANSFORMS = args.transforms
-    if args.trainer:
-        cfg.TRAINER.NAME = args.trainer
-    if args.backbone:
-        cfg.MODEL.BACKBONE.NAME = args.backbone
-    if args.head:
-        cfg.MODEL.HEAD.NAME = args.head
-
-
-def setup_cfg(args):
-    cfg = get_cfg()
-    for path in (args.dataset_config_file, args.config_file):
-        if path:
-            if not os.path.isfile(path):
-                raise UserError(f"Config file {path} not found (configs/ has the shipped ones)")
-            merge_config(cfg, path=path)
-    reset_cfg(cfg, args)
-    merge_config(cfg, opts=args.opts)
-    cfg.freeze()
-    return cfg
+def check_args(args) -> None:
+    """Flags that must go together or name existing things."""
+    if args.eval_only and args.model_dir and not os.path.isdir(args.model_dir):
+        raise UserError(f"--model-dir {args.model_dir} is not a folder: pass the output folder of a training run")
+    if args.load_epoch is not None and not args.model_dir:
+        raise UserError("--load-epoch needs --model-dir (the training run's output folder) and --eval-only")
+    if args.model_dir and not args.eval_only:
+        raise UserError("--model-dir is read only with --eval-only; to continue training a run use --resume DIR")
+    if args.resume and not os.path.isdir(args.resume):
+        raise UserError(f"--resume {args.resume} is not a folder: pass the output folder of the run to continue")
 
 
 def print_args(args, cfg) -> None:

@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..clip_backbone import import_clip
+from ..backbones.openai import import_clip
 from ..precision import float32_under_autocast
 from .encoders import ImageEncoder, TextEncoder, VisualOutput
 

@@ -35,11 +35,10 @@ class SettingsConflict(RuntimeError):
 def expected_settings(arguments: Tuple[str, ...]) -> Tuple[str, Dict[str, object]]:
     """(config hash, settings) of the config ``train.py ARGUMENTS`` builds, without running it."""
     # imported here: building a config imports the framework (torch), which only this needs
-    from ..cli.train import build_parser, register_plugins, setup_cfg
     from ..results.record import config_hash, config_settings
+    from ..run_config import build_run_config
 
-    register_plugins()
-    cfg = setup_cfg(build_parser().parse_args(list(arguments)))
+    cfg = build_run_config(arguments)
     return config_hash(cfg), config_settings(cfg)
 
 

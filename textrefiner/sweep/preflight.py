@@ -2,16 +2,16 @@
 dataset or CLIP weights file stops the sweep with one list instead of failing every job in turn.
 
 First, always (``check_configs``): the config ``train.py`` would build for each step, with the
-checks ``train.py`` runs before it writes anything (``cli/checks.py``: unknown keys with the
+checks ``train.py`` runs before it writes anything (``run_config/``: unknown keys with the
 closest valid one, values of the wrong type, values outside their choices or ranges). A
 mistake there, e.g. ``opts: {OPTIM.MAX_EPOCH: -1}``, would fail every job: it stops the sweep
 with one ``UserError`` instead.
 
 Checked: each dataset's folder and split or list files (what ``python -m textrefiner.data.doctor``
-checks first, without reading images), the CLIP weights each step's config names, and folders
-holding a run made with other settings (``protocols/identity.py``).
+checks first, without reading images), the CLIP weights each step's config names (where the
+backbone resolver looks for them), and folders holding a run made with other settings
+(``protocols/identity.py``).
 """
-import os.path as osp
 from typing import List, Sequence
 
 from ..errors import UserError
@@ -24,10 +24,8 @@ def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts") ->
     mistake is a UserError naming the step and where the overrides came from (``opts_source``).
     Steps that differ only in their seed (and so their folder) are checked once."""
     # imported here: building a config imports the framework (torch)
-    from ..cli.checks import check_cfg_values
-    from ..cli.train import build_parser, register_plugins, setup_cfg
+    from ..run_config import build_run_config, check_cfg_values
 
-    register_plugins()
     checked = set()
     for job in jobs:
         for step in job.steps:
@@ -37,8 +35,8 @@ def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts") ->
                 continue
             checked.add(group)
             try:
-                # merge_config (inside setup_cfg) and check_cfg_values: the checks train.py runs
-                check_cfg_values(setup_cfg(build_parser().parse_args(list(step.flags + step.opts))))
+                # merge_config (inside build_run_config) and check_cfg_values: the checks train.py runs
+                check_cfg_values(build_run_config(step.flags + step.opts))
             except UserError as e:
                 message = " ".join(str(e).split())
                 if " in the command line" in message:  # merge_config's word for train.py's KEY VALUE pairs
@@ -62,20 +60,15 @@ def dataset_problems(data_root: str, datasets: Sequence[str]) -> List[str]:
 
 
 def weights_problem(name: str, path: str) -> str:
-    """Why the CLIP weights ``MODEL.BACKBONE.NAME``/``PATH`` cannot be loaded on this machine, or ""."""
-    from ..clip_backbone import RANDOM_PREFIX, default_cache_dir, import_clip
+    """Why the CLIP weights ``MODEL.BACKBONE.NAME``/``PATH`` cannot be loaded on this machine, or ""
+    (names the resolver refuses were refused by ``check_configs`` already)."""
+    from ..backbones.resolver import resolve  # imported here: it imports torch
 
-    if name.startswith(RANDOM_PREFIX):
+    problem = resolve(name, path).missing()
+    if not problem:
         return ""
-    clip = import_clip()
-    if name in clip.available_models():
-        url = clip.clip._MODELS[name]
-        target = path or osp.join(default_cache_dir(), osp.basename(url))
-        if osp.isfile(target):
-            return ""
-        return (f"CLIP weights {name}: {target} not found; download {url} there "
-                f"or set MODEL.BACKBONE.PATH to the file (after -- in the sweep command)")
-    return "" if osp.isfile(name) else f"CLIP weights {name}: no such file"
+    where = " (after -- in the sweep command)" if "MODEL.BACKBONE.PATH" in problem else ""
+    return f"CLIP weights {name}: {problem}{where}"
 
 
 def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:

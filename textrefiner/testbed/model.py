@@ -12,13 +12,13 @@ the rows pretraining ever updated (the rest were never trained and load as zeros
 ``expand_state_dict`` turns it back into a full CLIP state_dict, which then goes through
 ``clip.model.build_model`` exactly as an OpenAI checkpoint does.
 """
-import hashlib
 import os.path as osp
 from typing import Dict
 
 import torch
 
 from ..atomic import save_torch, write_text
+from ..backbones.files import sha256
 
 #: keyword arguments of clip.model.CLIP (heads = width // 64, as build_model infers them)
 TESTBED_ARCH = dict(
@@ -26,9 +26,6 @@ TESTBED_ARCH = dict(
     context_length=77, vocab_size=49408, transformer_width=128, transformer_heads=2, transformer_layers=4,
 )
 FORMAT = "textrefiner-testbed-clip/1"
-WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
-#: backbone name -> shipped file (``MODEL.BACKBONE.NAME testbed``)
-TESTBED_MODELS = {"testbed": osp.join(WEIGHTS_DIR, "testbed-clip.pt")}
 EMBEDDING_KEY = "token_embedding.weight"
 
 
@@ -54,25 +51,10 @@ def expand_state_dict(compact: dict) -> Dict[str, torch.Tensor]:
     return state
 
 
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_testbed_state_dict(name: str) -> Dict[str, torch.Tensor]:
-    """The full state_dict of a shipped testbed model, after checking the file's checksum."""
-    path = TESTBED_MODELS[name]
+def load_testbed_state_dict(path: str) -> Dict[str, torch.Tensor]:
+    """The full state_dict of a testbed CLIP file (``backbone.py`` registers the shipped ones), after
+    checking the file's checksum."""
     checksum_file = path + ".sha256"
-    if not osp.isfile(path):
-        from ..clip_backbone import WeightsNotFoundError
-
-        raise WeightsNotFoundError(
-            f"The testbed CLIP weights are not at {path}: this version ships none yet. Build them with "
-            f"python -m textrefiner.testbed.pretrain --out {path} (README, 'Offline testbed')"
-        )
     if osp.isfile(checksum_file):
         expected = open(checksum_file).read().split()[0]
         if sha256(path) != expected:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torchvision import transforms
 
 from ..atomic import save_torch
-from ..clip_backbone import import_clip
+from ..backbones.openai import import_clip
 from ..hosts.encoders import TextEncoder
 from ..safe_load import load_file
 from .model import TESTBED_ARCH, compact_state_dict, expand_state_dict, write_compact

@@ -21,8 +21,9 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from textrefiner.backbones import registered_backbones
+from textrefiner.backbones.resolver import load_clip
 from textrefiner.checkpoints import init_from_file, init_from_release, load_release_model_dir
-from textrefiner.clip_backbone import load_clip
 from textrefiner.config import ConfigError, check_project_keys, check_values, config_part
 from textrefiner.errors import SettingError, UserError
 from textrefiner.framework import (
@@ -83,7 +84,8 @@ class PromptTrainer(TrainerX):
         model = load_clip(name, self.cfg.MODEL.BACKBONE.PATH)
         expected = getattr(model.visual, "input_resolution", None)
         if expected is not None and tuple(self.cfg.INPUT.SIZE) != (expected, expected):
-            hint = (" (the testbed configs are configs/trainers/<trainer>/testbed*.yaml)" if name == "testbed" else "")
+            shipped = registered_backbones().get(name)
+            hint = f" (the {name} configs are {shipped.configs})" if shipped is not None and shipped.configs else ""
             raise ConfigError(f"INPUT.SIZE {tuple(self.cfg.INPUT.SIZE)} does not fit backbone {name}, which takes "
                              f"{expected} x {expected} images: set INPUT.SIZE ({expected}, {expected}){hint}")
         return self.precision.cast(model)

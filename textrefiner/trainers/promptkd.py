@@ -28,10 +28,10 @@ from typing import List
 import torch
 from yacs.config import CfgNode as CN
 
+from textrefiner.backbones.resolver import embed_dim, load_clip
 from textrefiner.checkpoints.ivlp import load_teacher_state_dict
-from textrefiner.clip_backbone import WeightsNotFoundError, embed_dim, load_clip
 from textrefiner.config import ConfigPart, register_config_part
-from textrefiner.errors import SettingError
+from textrefiner.errors import SettingError, WeightsNotFoundError
 from textrefiner.framework import DataManager, load_checkpoint, register_trainer
 from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp, context_words
 from textrefiner.hosts.promptkd import PromptKDStudent
