@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from textrefiner.hosts.cocoop import CoCoOpCLIP
 from textrefiner.hosts.coop import CoOpCLIP, PromptLearner
 from textrefiner.hosts.encoders import ImageEncoder, TextEncoder, VisualOutput, residual_block
 from textrefiner.modeling import LocalCache
@@ -133,3 +134,30 @@ def release_eval_batch(trainer, image: torch.Tensor) -> torch.Tensor:
     """One test batch as the release evaluates it: the (refined) text side recomputed."""
     with torch.no_grad(), trainer.precision.autocast():
         return trainer.model(image, text_features=trainer.classifier_text_features())
+
+
+class ReleaseCoCoOpCLIP(CoCoOpCLIP):
+    """CoCoOp as its release computes it (KaiyangZhou/CoOp ``trainers/cocoop.py``): one image at a
+    time, each image's C prompts over all 77 positions (CLIP's plain blocks: that release's CLIP
+    asks for no attention weights). Same modules and weights as the ``CoCoOpCLIP`` it wraps."""
+
+    def __init__(self, model: CoCoOpCLIP):
+        nn.Module.__init__(self)
+        self.prompt_learner, self.image_encoder, self.text_encoder = model.prompt_learner, model.image_encoder, model.text_encoder
+        self.logit_scale = model.logit_scale
+
+    def forward(self, image: torch.Tensor, text_features=None) -> torch.Tensor:
+        pl = self.prompt_learner
+        features = self.encode_image(image).global_feature
+        features = features / features.norm(dim=-1, keepdim=True)
+        prompts = pl(features)  # (B, C, 77, W)
+        rows = []
+        for prompts_i, f in zip(prompts, features):
+            text = self.text_encoder(prompts_i, pl.tokenized_prompts, truncate=False)
+            text = text / text.norm(dim=-1, keepdim=True)
+            rows.append(self.logit_scale.exp() * f @ text.t())
+        return torch.stack(rows)
+
+
+def release_cocoop_loss(model: ReleaseCoCoOpCLIP, batch: dict) -> torch.Tensor:
+    return F.cross_entropy(model(batch["img"]), batch["label"])

@@ -71,7 +71,7 @@ def make_cfg(variant: Variant, backbone: str, prec: str, layers: int = 0):
     cfg.merge_from_file(str(REPO / "configs" / "trainers" / variant.trainer / variant.config))
     cfg.MODEL.BACKBONE.NAME = backbone
     cfg.TRAINER.NAME = variant.trainer
-    cfg.TRAINER.COOP.PREC = cfg.TRAINER.MAPLE.PREC = prec
+    cfg.TRAINER.COOP.PREC = cfg.TRAINER.MAPLE.PREC = cfg.TRAINER.COCOOP.PREC = prec
     cfg.TRAINER.COOP.TEXT_CHUNK_SIZE = cfg.TRAINER.MAPLE.TEXT_CHUNK_SIZE = variant.chunk_size
     if layers:
         cfg.TRAINER.MAPLE.PROMPT_DEPTH = min(cfg.TRAINER.MAPLE.PROMPT_DEPTH, layers)

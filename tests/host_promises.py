@@ -49,7 +49,7 @@ def state(trainer) -> dict:
 def eval_logits(trainer, image) -> torch.Tensor:
     trainer.set_model_mode("eval")
     with torch.no_grad(), trainer.precision.autocast():
-        return trainer.model(image, text_features=trainer.classifier_text_features())
+        return trainer.evaluation_logits(image, trainer.classifier_text_features())
 
 
 def only_trainable_tensors_change_and_each_gets_a_gradient(case: Case, root, out) -> None:

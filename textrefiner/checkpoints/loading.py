@@ -1,16 +1,19 @@
-"""Load a release checkpoint (see ``upstream.py``) into a trainer's registered modules, strictly.
+"""Load a release checkpoint (see ``upstream.py``), or a folder our trainers wrote
+(``read_model_dir``, ``load_module_strictly``), into a trainer's registered modules, strictly.
 
 Every shape and key is checked before any module is touched, so a refused checkpoint
 leaves the model as it was. ``--model-dir`` needs exactly the trainer's modules;
 ``MODEL.INIT_WEIGHTS`` initialises the modules the checkpoint has and leaves the others
 (e.g. a fresh TextRefiner head over MaPLe's released prompts) as they were built.
 """
-from typing import Dict, Optional
+import os
+import os.path as osp
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..errors import UserError
+from ..errors import SettingError, UserError
 from ..framework.checkpoint import load_checkpoint
 from ..safe_load import non_finite
 from .upstream import BEST_FILE, Mapped, ReleaseCheckpoint, UpstreamCheckpointError, find_release, read_release, \
@@ -136,3 +139,62 @@ def init_from_file(models: Dict[str, nn.Module], path: str) -> None:
                     - {k for k in state if k.rsplit(".", 1)[-1] in CLASS_BUFFERS})
     if unused:
         print(f"Not used from {path}: {unused[:8]}{' ...' if len(unused) > 8 else ''}")
+
+
+# Buffers CoOp-family releases saved although they are derived from class names.
+FIXED_PROMPT_KEYS = ("token_prefix", "token_suffix", "tokenized_prompts")
+
+
+def read_model_dir(directory: str, names: List[str], epoch: Optional[int] = None) -> Iterator[Tuple[str, str, dict]]:
+    """``(name, path, checkpoint)`` of ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) for each
+    registered module name; a missing file names what the folder holds and the flags that pick one."""
+    model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
+    for name in names:
+        path = osp.join(directory, name, model_file)
+        if not osp.exists(path):
+            folder = osp.join(directory, name)
+            found = sorted(f for f in os.listdir(folder) if f.startswith("model")) if osp.isdir(folder) else []
+            raise FileNotFoundError(
+                f'Model not found at "{path}". Found in {folder}: {found or "nothing"}. '
+                "Pass the training output folder as --model-dir and an epoch that was saved as --load-epoch "
+                "(or none for model-best.pth.tar)."
+            )
+        checkpoint = load_checkpoint(path)
+        if not isinstance(checkpoint.get("state_dict"), dict):
+            raise UserError(f"{path} holds no state_dict (its keys: {sorted(map(str, checkpoint))[:6]}): it is not "
+                            "a checkpoint a training run wrote; pass that run's output folder as --model-dir")
+        yield name, path, checkpoint
+
+
+def load_module_strictly(name: str, module: nn.Module, state_dict: Dict[str, torch.Tensor], source: str,
+                         trainer_name: str) -> None:
+    """Load ``state_dict`` into the registered module ``name`` of ``trainer_name``: every key and shape
+    must fit (the fixed prompt-token buffers of older CoOp-family checkpoints are ignored); a mismatch,
+    or NaN/inf in the file, is one error naming both sides."""
+    state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in FIXED_PROMPT_KEYS}
+    bad = non_finite(state_dict)
+    if bad:
+        raise UserError(f"The {name} checkpoint in {source} holds NaN or inf in {', '.join(bad[:4])}: the run that "
+                        "wrote it diverged; retrain it (a lower OPTIM.LR, or PREC fp32 / amp)")
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    # sub-modules may hold state sized by the checkpoint (PromptKD's class-keyed teacher text)
+    resizable = {f"{prefix}.{key}" if prefix else key for prefix, sub in module.named_modules()
+                 for key in getattr(sub, "resizable_state", ())}
+    shapes = [f"{k}: {tuple(state_dict[k].shape)} there, {tuple(own[k].shape)} here"
+              for k in own if k in state_dict and k not in resizable and torch.is_tensor(own[k])
+              and state_dict[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        problems = "; ".join(filter(None, [
+            f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+            ", ".join(shapes)]))
+        raise UserError(
+            f"The {name} checkpoint in {source} does not fit {trainer_name} with these settings "
+            f"({problems}): pass the trainer and prompt settings (N_CTX, CTX_INIT, CSC, PROMPT_DEPTH, ...) "
+            "that trained it"
+        )
+    try:
+        module.load_state_dict(state_dict)
+    except SettingError as e:  # a module's own check of what it loads (e.g. PromptKD's teacher text)
+        raise SettingError(f"{source}: {e}") from None

@@ -47,7 +47,7 @@ class LocalCache(nn.Module):
     def read(self, text: torch.Tensor) -> torch.Tensor:
         """Eqs. 5-6: ``W = softmax_over_entries(cos(t, A))``, returns ``E_bar = W A`` (C, d).
 
-        ``text``: (C, d) text features. The cache takes no gradient.
+        ``text``: (C, d) text features, or (..., C, d) (CoCoOp: one set per image). The cache takes no gradient.
         """
         entries = self.entries.to(text.dtype)
         similarity = F.normalize(text, dim=-1) @ F.normalize(entries, dim=-1).t()

@@ -49,12 +49,15 @@ def semantic_loss(token_set: torch.Tensor, text: torch.Tensor, target, logit_sca
 
     Args:
         token_set: (B, K, d) from ``semantic_token_set`` (not normalised, as in the release).
-        text: (C, d) L2-normalised, unrefined text features.
+        text: (C, d) L2-normalised, unrefined text features, or (B, C, d): image i's own (CoCoOp).
         target: (B,) class indices, or a ``HardLabels`` / ``SoftTargets`` for the batch.
         logit_scale: CLIP's ``exp(logit_scale)``.
     """
     b, k, d = token_set.shape
-    logits = logit_scale * token_set.reshape(b * k, d) @ text.to(token_set.dtype).t()
+    if text.dim() == 3:  # one set of class features per image (CoCoOp): image i's tokens score its own
+        logits = logit_scale * torch.bmm(token_set, text.to(token_set.dtype).transpose(1, 2)).reshape(b * k, -1)
+    else:
+        logits = logit_scale * token_set.reshape(b * k, d) @ text.to(token_set.dtype).t()
     return as_target(target).loss(logits)
 
 

@@ -51,7 +51,7 @@ class TextRefiner(nn.Module):
         self.normalize_refined = normalize_refined
 
     def refine(self, text: torch.Tensor) -> torch.Tensor:
-        """t (C, d) -> t' (C, d) from the current cache (read-only)."""
+        """t (C, d) -> t' (C, d) from the current cache (read-only); (B, C, d) per image likewise."""
         refined = self.aggregation(text, self.cache.read(text))
         return F.normalize(refined, dim=-1) if self.normalize_refined else refined
 
@@ -66,7 +66,8 @@ class TextRefiner(nn.Module):
         """Refine ``text``; in training also compute both losses and update the cache.
 
         Args:
-            text: (C, d) L2-normalised text features t of the host's prompts.
+            text: (C, d) L2-normalised text features t of the host's prompts ((B, C, d): one set per
+                image, CoCoOp; the regularisation loss then averages over every image, class and dimension).
             tokens: (B, 1 + P, token_dim) last-block local tokens, CLS first (training).
             cls_attention: (B, P) last-block CLS -> patch attention (training).
             target: (B,) class indices, or the host's ``HardLabels`` / ``SoftTargets`` (training):

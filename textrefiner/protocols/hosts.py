@@ -64,6 +64,14 @@ HOSTS: Dict[str, Host] = {
         config_key="COOP",
         testbed_cfg="testbed_ep10_ctxv1",
     ),
+    # CoCoOp's release config (KaiyangZhou/CoOp: base-to-novel and cross-dataset; it ships no few-shot one)
+    "cocoop": Host(
+        name="cocoop",
+        trainers=("CoCoOp", "CoCoOp_TextRefiner"),
+        configs={p: "vit_b16_c4_ep10_batch1_ctxv1" for p in ("base2new", "xd", "few_shot")},
+        config_key="COCOOP",
+        testbed_cfg="testbed_c4_ep10_batch1_ctxv1",
+    ),
     # MaPLe's release configs; it ships none for few-shot, which uses the base-to-novel one
     "maple": Host(
         name="maple",

@@ -13,8 +13,6 @@
 * resume is exact (``resume.py``): checkpoints also carry the random-number state,
   the best validation result and the scaler, and settings changed since are refused.
 """
-import os
-import os.path as osp
 import time
 from typing import Dict, Optional, Tuple
 
@@ -24,22 +22,18 @@ import torch.nn as nn
 from textrefiner.backbones import registered_backbones
 from textrefiner.backbones.resolver import load_clip
 from textrefiner.checkpoints import init_from_file, init_from_release, load_release_model_dir
+from textrefiner.checkpoints.loading import load_module_strictly, read_model_dir
 from textrefiner.config import ConfigError, check_project_keys, check_values, config_part
-from textrefiner.errors import SettingError, UserError
+from textrefiner.errors import UserError
 from textrefiner.framework import (
-    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, load_checkpoint,
+    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer,
 )
 from textrefiner.framework.checkpoint import commit_pending_save, save_registered_models
 from textrefiner.modeling import HardLabels
 from textrefiner.precision import Precision
 from textrefiner.results import build_record, write_result
-from textrefiner.safe_load import non_finite
 
 from .resume import foreign_folders, resume, run_entry
-
-# Buffers CoOp-family releases saved although they are derived from class names.
-_FIXED_PROMPT_KEYS = ("token_prefix", "token_suffix", "tokenized_prompts")
-
 
 class PromptTrainer(TrainerX):
     """Base class of the CoOp-family trainers; subclasses implement ``build_host`` and, where the
@@ -162,13 +156,18 @@ class PromptTrainer(TrainerX):
         that need the image tower's output (``extra_losses``). That order is the order of their sum
         and of the autograd graph, so it is part of the numbers."""
         visual = self.model.encode_image(image, with_local=self.needs_local_tokens)
-        text = self.model.text_features()
+        text = self.prompted_text_features(visual)
         classifier_text, plugin_terms = self.training_text_features(text, visual, target)
         logits = self.model.logits(visual.global_feature, classifier_text)
         losses = self.host_losses(logits, target)
         losses.update(self.plugin_losses(plugin_terms, target))
         losses.update(self.extra_losses(image, visual, text, logits))
         return logits, losses
+
+    def prompted_text_features(self, visual) -> torch.Tensor:
+        """The host's text features t of this step: (C, d) shared by the batch here; (B, C, d), one set
+        per image, for a host whose prompts depend on the image (CoCoOp)."""
+        return self.model.text_features()
 
     #: whether the step's image tower also returns the local tokens and CLS attention (a plug-in's need)
     needs_local_tokens = False
@@ -223,9 +222,18 @@ class PromptTrainer(TrainerX):
             self.update_lr()
 
     # ---------------------------------------------------------------- evaluation
-    def classifier_text_features(self) -> torch.Tensor:
-        """The (C, d) text features used at evaluation; hosts with a different classifier override."""
+    def classifier_text_features(self) -> Optional[torch.Tensor]:
+        """The (C, d) text features used at evaluation, computed once per evaluation; hosts with a
+        different classifier override; None for a host whose text side depends on the image."""
         return self.model.text_features()
+
+    def evaluation_text_features(self, text: torch.Tensor) -> torch.Tensor:
+        """A plug-in's change to the evaluated text features (TextRefiner's refinement): none here."""
+        return text
+
+    def evaluation_logits(self, image: torch.Tensor, text_features: Optional[torch.Tensor]) -> torch.Tensor:
+        """Logits (B, C) of a test batch from the features ``classifier_text_features`` gave."""
+        return self.model(image, text_features=text_features)
 
     def test(self, split: Optional[str] = None) -> float:
         """Dassl's test loop with text features computed once; the final test writes result.json."""
@@ -243,7 +251,7 @@ class PromptTrainer(TrainerX):
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with self.precision.autocast():
-            logits = self.model(image, text_features=self._eval_text_features)
+            logits = self.evaluation_logits(image, self._eval_text_features)
         if not bool(torch.isfinite(logits).all()):  # an accuracy of NaN logits is no result: never record it
             raise UserError(
                 f"The logits of {self.cfg.TRAINER.NAME} are not finite (NaN or inf) at evaluation, so no result is "
@@ -279,34 +287,7 @@ class PromptTrainer(TrainerX):
 
     def load_module_state(self, name: str, state_dict: Dict[str, torch.Tensor], source: str) -> None:
         """Load one registered module, strictly; a mismatch is an error naming both shapes."""
-        state_dict = {k: v for k, v in state_dict.items() if k.rsplit(".", 1)[-1] not in _FIXED_PROMPT_KEYS}
-        bad = non_finite(state_dict)
-        if bad:
-            raise UserError(f"The {name} checkpoint in {source} holds NaN or inf in {', '.join(bad[:4])}: the run that "
-                            "wrote it diverged; retrain it (a lower OPTIM.LR, or PREC fp32 / amp)")
-        module = self._models[name]
-        own = module.state_dict()
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
-        # sub-modules may hold state sized by the checkpoint (PromptKD's class-keyed teacher text)
-        resizable = {f"{prefix}.{key}" if prefix else key for prefix, sub in module.named_modules()
-                     for key in getattr(sub, "resizable_state", ())}
-        shapes = [f"{k}: {tuple(state_dict[k].shape)} there, {tuple(own[k].shape)} here"
-                  for k in own if k in state_dict and k not in resizable and torch.is_tensor(own[k])
-                  and state_dict[k].shape != own[k].shape]
-        if missing or unexpected or shapes:
-            problems = "; ".join(filter(None, [
-                f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
-                ", ".join(shapes)]))
-            raise UserError(
-                f"The {name} checkpoint in {source} does not fit {self.cfg.TRAINER.NAME} with these settings "
-                f"({problems}): pass the trainer and prompt settings (N_CTX, CTX_INIT, CSC, PROMPT_DEPTH, ...) "
-                "that trained it"
-            )
-        try:
-            self._models[name].load_state_dict(state_dict)
-        except SettingError as e:  # a module's own check of what it loads (e.g. PromptKD's teacher text)
-            raise SettingError(f"{source}: {e}") from None
+        load_module_strictly(name, self._models[name], state_dict, source, self.cfg.TRAINER.NAME)
 
     def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
         """Load ``model-best.pth.tar`` (or ``model.pth.tar-<epoch>``) for every registered model."""
@@ -316,22 +297,8 @@ class PromptTrainer(TrainerX):
         if load_release_model_dir(self._models, directory, epoch):  # the TextRefiner / MaPLe releases' folders
             self.loaded_from = (directory, epoch)
             return
-        model_file = "model-best.pth.tar" if epoch is None else f"model.pth.tar-{epoch}"
         foreign_folders(directory, self.get_model_names(), self.cfg.TRAINER.NAME, strict=False)
-        for name in self.get_model_names():
-            path = osp.join(directory, name, model_file)
-            if not osp.exists(path):
-                folder = osp.join(directory, name)
-                found = sorted(f for f in os.listdir(folder) if f.startswith("model")) if osp.isdir(folder) else []
-                raise FileNotFoundError(
-                    f'Model not found at "{path}". Found in {folder}: {found or "nothing"}. '
-                    "Pass the training output folder as --model-dir and an epoch that was saved as --load-epoch "
-                    "(or none for model-best.pth.tar)."
-                )
-            checkpoint = load_checkpoint(path)
-            if not isinstance(checkpoint.get("state_dict"), dict):
-                raise UserError(f"{path} holds no state_dict (its keys: {sorted(map(str, checkpoint))[:6]}): it is not "
-                                "a checkpoint a training run wrote; pass that run's output folder as --model-dir")
+        for name, path, checkpoint in read_model_dir(directory, self.get_model_names(), epoch):
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint.get("epoch")})')
             self.load_module_state(name, checkpoint["state_dict"], path)
         self.loaded_from = (directory, epoch)

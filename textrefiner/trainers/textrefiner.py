@@ -115,6 +115,10 @@ class TextRefinerMixin:
 
     def classifier_text_features(self):
         text = super().classifier_text_features()
+        return text if text is None else self.evaluation_text_features(text)
+
+    def evaluation_text_features(self, text):
+        """t' from the frozen cache ((C, d), or (B, C, d) per image)."""
         return text if self.refiner is None else self.refiner.refine(text)
 
     # ------------------------------------------------------------------ the training step's hooks
