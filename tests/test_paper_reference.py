@@ -7,6 +7,7 @@ import pytest
 
 from textrefiner.cli.parse_test_res import main
 from textrefiner.results.paper import paper_values
+from textrefiner.results.tables import harmonic_mean
 from test_run_identity import fake_run
 
 
@@ -37,12 +38,22 @@ def test_paper_columns_are_ours_minus_the_papers(tmp_path, capsys):
     code, out, _ = run(capsys, tmp_path, "--table", "base2new", "--paper", "--format", "csv", "--seeds", "1")
     rows = {r["Dataset"]: r for r in csv.DictReader(io.StringIO(out))}
     paper = paper_values("base2new")
-    for dataset in ("caltech101", "dtd", "Average"):
+    for dataset in ("caltech101", "dtd"):
         for column in ("Base", "Novel", "HM"):
             row = rows[dataset]
             assert float(row[f"{column} paper"]) == paper[("CoOp_TextRefiner", dataset, column)]
             ours, reference = float(row[f"{column} ours"]), float(row[f"{column} paper"])
             assert float(row[f"{column} diff"]) == pytest.approx(ours - reference, abs=1e-4)
+    # the average compares ours and the paper's over the same two datasets, never the paper's 11-dataset one
+    average = rows["Average over caltech101, dtd (2 of the paper's 11)"]
+    same = {c: (paper[("CoOp_TextRefiner", "caltech101", c)] + paper[("CoOp_TextRefiner", "dtd", c)]) / 2
+            for c in ("Base", "Novel")}
+    same["HM"] = harmonic_mean(same["Base"], same["Novel"])
+    for column in ("Base", "Novel", "HM"):
+        assert float(average[f"{column} paper"]) == pytest.approx(same[column], abs=1e-4)
+        ours, reference = float(average[f"{column} ours"]), float(average[f"{column} paper"])
+        assert float(average[f"{column} diff"]) == pytest.approx(ours - reference, abs=1e-4)
+    assert float(average["Base ours"]) == pytest.approx((97.0 + 76.0) / 2)
     assert float(rows["caltech101"]["Base ours"]) == 97.0
     assert code == 0
 
@@ -61,3 +72,59 @@ def test_xd_paper_comparison_and_saving_into_a_new_folder(tmp_path, capsys):
     assert (tmp_path / "new" / "xd.md").is_file() and code == 0
     with pytest.raises(SystemExit, match="no few_shot table"):
         main([str(tmp_path / "out"), "--table", "few_shot", "--paper"])
+
+
+def test_paper_average_on_a_subset_compares_only_the_shared_datasets_and_says_which(tmp_path, capsys):
+    # ours: two of the paper's datasets and one it never used; our own Average covers all three
+    for dataset, (base, new) in {"caltech101": (97.0, 93.0), "dtd": (76.0, 57.0), "testbed_shapes": (20.0, 10.0)}.items():
+        fake_run(tmp_path, "base2new_train", dataset, 1, base, "CoOp")
+        fake_run(tmp_path, "base2new_test", dataset, 1, new, "CoOp")
+    code, out, _ = run(capsys, tmp_path, "--table", "base2new", "--paper")
+    paper = paper_values("base2new")
+    average = next(line for line in out.splitlines() if line.startswith("Average"))
+    assert average.startswith("Average over caltech101, dtd (2 of the paper's 11)  CoOp")
+    base = average.split("CoOp", 1)[1].split()[:3]
+    paper_base = (paper[("CoOp", "caltech101", "Base")] + paper[("CoOp", "dtd", "Base")]) / 2
+    assert base == [f"{(97.0 + 76.0) / 2:.2f}", f"{paper_base:.2f}", f"{(97.0 + 76.0) / 2 - paper_base:+.2f}"]
+    assert f"{paper[('CoOp', 'Average', 'Base')]:.2f}" not in out, "never the paper's 11-dataset average"
+    assert "Not compared (the paper's Table 1 has no figure for them): testbed_shapes" in out
+    assert "testbed_shapes  " not in out and code == 0
+
+
+def test_paper_average_over_all_its_datasets_is_the_papers_own(tmp_path, capsys):
+    from textrefiner.results.benchmarks import BASE2NEW_DATASETS
+
+    for dataset in BASE2NEW_DATASETS:
+        fake_run(tmp_path, "base2new_train", dataset, 1, 80.0, "CoOp_TextRefiner")
+        fake_run(tmp_path, "base2new_test", dataset, 1, 70.0, "CoOp_TextRefiner")
+    code, out, _ = run(capsys, tmp_path, "--table", "base2new", "--paper", "--format", "csv")
+    average = next(r for r in csv.DictReader(io.StringIO(out)) if r["Dataset"].startswith("Average"))
+    assert average["Dataset"] == "Average"
+    assert float(average["HM paper"]) == paper_values("base2new")[("CoOp_TextRefiner", "Average", "HM")] == 76.94
+
+
+def test_paper_on_the_testbed_says_there_is_nothing_to_compare_and_shows_the_table(tmp_path, capsys):
+    fake_run(tmp_path, "base2new_train", "testbed_shapes", 1, 61.17, "CoOp")
+    fake_run(tmp_path, "base2new_test", "testbed_shapes", 1, 62.67, "CoOp")
+    code, out, _ = run(capsys, tmp_path, "--table", "base2new", "--paper")
+    assert "Nothing to compare with the paper: the paper's Table 1 reports none of testbed_shapes" in out
+    assert "diff" not in out and "paper (" not in out, "no difference, no paper column"
+    assert "82.69" not in out, "the paper's average is not named beside ours"
+    assert any(line.split()[:3] == ["testbed_shapes", "CoOp", "61.17"] for line in out.splitlines())
+    assert code == 0
+    code, out, err = run(capsys, tmp_path, "--table", "base2new", "--paper", "--format", "csv")
+    assert out.splitlines()[0] == "Dataset,Method,Base,Base_std,Novel,Novel_std,HM,Seeds"
+    assert "Nothing to compare with the paper" in err and code == 0
+
+
+def test_xd_group_average_compares_the_shared_targets_only(tmp_path, capsys):
+    fake_run(tmp_path, "xd_train", "imagenet", 1, 72.5, "MaPLe_TextRefiner")
+    fake_run(tmp_path, "xd_test", "imagenet_r", 1, 77.0, "MaPLe_TextRefiner")
+    fake_run(tmp_path, "xd_test", "imagenet_a", 1, 50.0, "MaPLe_TextRefiner")
+    code, out, _ = run(capsys, tmp_path, "--table", "xd", "--paper")
+    paper = paper_values("xd")
+    line = next(line for line in out.splitlines() if line.startswith("Average (domain"))
+    assert line.startswith("Average (domain generalisation) over imagenet_a, imagenet_r (2 of the paper's 4)")
+    same = (paper[("MaPLe_TextRefiner", "imagenet_a", "Accuracy")] + paper[("MaPLe_TextRefiner", "imagenet_r",
+                                                                               "Accuracy")]) / 2
+    assert line.split()[-3:] == ["63.50", f"{same:.2f}", f"{63.5 - same:+.2f}"]

@@ -18,6 +18,10 @@ sweep write into):
     python parse_test_res.py output --table xd | few_shot [--format markdown|csv] [--save t.md t.csv t.png]
     python parse_test_res.py output --table base2new | xd --paper     # ours beside the paper's numbers
 
+--paper compares per dataset, and an average only over the datasets both have (its row names
+them, e.g. "Average over caltech101, dtd (2 of the paper's 11)"); on datasets the paper never
+used (the testbed's) it says there is nothing to compare and prints our table alone.
+
 An average over an incomplete set (a missing dataset or seed) is marked in the table and
 makes the exit status 1 unless --accept-partial is given; --multi-exp does the same when an
 experiment has no result.
@@ -37,7 +41,7 @@ import numpy as np
 
 from textrefiner.errors import UserError
 from textrefiner.results.logs import END_OF_TRAINING, START_OF_RESULT, seed_results
-from textrefiner.results.paper import TABLES
+from textrefiner.results.paper import TABLES, paper_comparison
 from textrefiner.results.render import FORMATS, render, save
 from textrefiner.results.tables import SUMMARIES, protocol_summary
 
@@ -139,10 +143,12 @@ def print_table(args) -> int:
     )
     print(render(summary, args.format, args.compare, paper=args.paper), end="")
     if args.format == "csv":  # keep the CSV on stdout clean; the gaps still get said
+        for note in paper_comparison(summary).notes if args.paper else ():
+            print(note, file=sys.stderr)
         for note in summary.notes:
             print(f"missing or incomplete: {note}", file=sys.stderr)
     for path in args.save:
-        print(f"Table written to {save(summary, path, args.compare)}", file=sys.stderr)
+        print(f"Table written to {save(summary, path, args.compare, paper=args.paper)}", file=sys.stderr)
     return _partial(args, "see 'Missing or incomplete'") if summary.partial else 0
 
 

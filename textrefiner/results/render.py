@@ -95,8 +95,11 @@ def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[s
     ``paper``: our means beside the paper's figures (``paper.py``) instead."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    comparison = paper_comparison(summary) if paper else None
+    if comparison and not comparison.rows:  # nothing in the paper to compare with: our table alone
+        paper = False
     if paper:
-        headers, rows = paper_comparison(summary)
+        headers, rows = comparison.headers, comparison.rows
     else:
         headers, rows = compare_table(summary, *compare) if compare else long_table(summary)
     if fmt == "csv":
@@ -107,8 +110,10 @@ def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[s
     title = f"{summary.title}: ours vs the paper ({PAPER}, {TABLES[summary.protocol]})" if paper else title
     title = title if fmt == "terminal" else f"### {title}"
     lines = [title, "", tabulate(cells, headers=headers, tablefmt=_TABLEFMT[fmt], disable_numparse=True)]
+    if comparison and not paper:  # nothing to compare: say so above the table alone
+        lines[2:2] = comparison.notes + [""]
     if paper:
-        lines.append("\nOurs: means over seeds; diff = ours - paper, in points.")
+        lines.append("\nOurs: means over seeds; diff = ours - paper, in points, over the same datasets.")
     elif compare:
         lines.append("\nMeans over seeds; B-A in points.")
     else:
@@ -118,13 +123,16 @@ def render(summary: Summary, fmt: str = "terminal", compare: Optional[Sequence[s
         lines.append(summary.legend)
     if summary.partial:
         lines.append(f"PARTIAL: values marked{PARTIAL_MARK} average over an incomplete set (see below).")
+    if paper and comparison.notes:
+        lines += comparison.notes
     if summary.notes:
         lines += ["", "Missing or incomplete:"] + [f"- {note}" for note in summary.notes]
     return "\n".join(lines) + "\n"
 
 
-def save(summary: Summary, path: str, compare: Optional[Sequence[str]] = None) -> str:
-    """Write the table to ``path``, in the format its suffix names: .md, .csv, .txt or .png (plot)."""
+def save(summary: Summary, path: str, compare: Optional[Sequence[str]] = None, paper: bool = False) -> str:
+    """Write the table to ``path``, in the format its suffix names: .md, .csv, .txt or .png (plot);
+    ``paper``: the comparison with the paper (a plot shows ours alone)."""
     suffix = path.rsplit(".", 1)[-1].lower()
     if suffix == "png":
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -136,5 +144,5 @@ def save(summary: Summary, path: str, compare: Optional[Sequence[str]] = None) -
         raise ValueError(f"Cannot tell the format of {path}: use a .md, .csv, .txt or .png file name")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(render(summary, formats[suffix], compare))
+        f.write(render(summary, formats[suffix], compare, paper=paper))
     return path

@@ -49,6 +49,8 @@ class Summary:
     legend: str = ""
     #: some value or average lacks seeds or datasets (listed in ``notes``)
     partial: bool = False
+    #: average row -> the rows it averages over (for a method, those of them it has values for)
+    averages: Dict[str, List[str]] = field(default_factory=dict)
 
     def gap(self, note: str) -> None:
         """Record something missing: a note, and the summary becomes partial."""
@@ -163,6 +165,7 @@ class _Builder:
             summary.rows.insert(0, name)
         else:
             summary.rows.append(name)
+        summary.averages[name] = list(rows)
         for method in summary.methods:
             for column in columns:
                 stats = [summary.cells[(method, r, column)] for r in rows if (method, r, column) in summary.cells]
