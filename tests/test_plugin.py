@@ -38,7 +38,7 @@ def test_a_taken_name_keeps_the_users_class_and_is_reported_once(capsys):
     assert out.count("keeping the TRAINER registry's own CoOp") == 1 and out.count("\n") == 1
 
 
-def test_a_users_class_registered_after_ours_replaces_ours_instead_of_raising():
+def test_a_users_class_registered_after_ours_replaces_ours_instead_of_raising(capsys):
     registry = Registry("TRAINER")
     ours = register_if_free(registry, type("MaPLe", (), {}))
     users = type("MaPLe", (), {"__module__": "trainers.maple"})
@@ -47,6 +47,29 @@ def test_a_users_class_registered_after_ours_replaces_ours_instead_of_raising():
     with pytest.raises(KeyError):  # two user classes under one name still collide, as in Dassl
         registry.register(type("MaPLe", (), {}))
     assert ours is not users
+    report_kept()
+    assert capsys.readouterr().out.count("keeping the TRAINER registry's own MaPLe") == 1
+
+
+def test_a_checkout_imported_after_the_plugin_gets_one_note_per_registry(capsys):
+    """Plug-in first, then a CoOp checkout's 15 dataset readers and its trainers take their names
+    over from ours: no line while they register, then one line per registry naming them all."""
+    trainers, datasets = Registry("TRAINER"), Registry("DATASET")
+    trainer_names = ["CheckoutCoOp", "CheckoutCoCoOp", "CheckoutZeroshotCLIP"]  # names no other test reports
+    dataset_names = [f"CheckoutDataset{i}" for i in range(15)]
+    for registry, names in ((trainers, trainer_names), (datasets, dataset_names)):
+        for name in names:
+            register_if_free(registry, type(name, (), {"__module__": "textrefiner.x"}))
+    for registry, names in ((trainers, trainer_names), (datasets, dataset_names)):
+        for name in names:
+            registry.register(type(name, (), {"__module__": "checkout"}))
+    assert capsys.readouterr().out == ""
+    report_kept()
+    report_kept()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.startswith("Note: ") for line in lines)
+    assert f"TRAINER registry's own {', '.join(trainer_names)} (" in lines[0]
+    assert f"DATASET registry's own {', '.join(dataset_names)} (" in lines[1]
 
 
 def test_every_trainer_of_the_package_is_registered():
@@ -107,7 +130,8 @@ def test_coop_textrefiner_trains_through_a_users_train_py_next_to_their_coop(dat
     proc = _user_train(checkout, data_root, tmp_path / "out", {"USER_IMPORT_ORDER": order})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Registry CoOp: trainers" in proc.stdout  # the user's CoOp, whichever import came first
-    assert proc.stdout.count("CoOp") >= 1 and proc.stdout.count("Note: keeping the TRAINER registry") <= 1
+    assert proc.stdout.count("CoOp") >= 1 and proc.stdout.count("Note: keeping the TRAINER registry") == 1
+    assert proc.stdout.count("Note:") == 1, "one line per registry whose names the checkout holds"
     assert "Finish training" in proc.stdout and (tmp_path / "out" / "result.json").is_file()
     assert (tmp_path / "out" / "textrefiner" / "model.pth.tar-1").is_file()
 

@@ -159,6 +159,9 @@ def add_textrefiner_config(cfg: CN) -> CN:
     if not any(part.name.startswith("TRAINER.") for part in config_parts()):
         raise ConfigError("No trainer has registered its config keys yet: `import textrefiner.trainers` first (it "
                           "registers the trainers and their keys), then call add_textrefiner_config(cfg)")
+    from .framework.registration import report_kept  # loaded already: the trainers registered (above)
+
+    report_kept()  # a checkout that imported its own classes after ours: one line per registry
     frozen = cfg.is_frozen()
     cfg.defrost()
     _add_missing(cfg, project_keys())
