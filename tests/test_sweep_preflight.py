@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from textrefiner.sweep.cli import main
-from textrefiner.sweep.executors import Progress
+from textrefiner.backbones import registry as backbone_registry
+from textrefiner.sweep.cli import main, parse, settings_from
+from textrefiner.sweep.executors import Progress, duration
+from textrefiner.sweep.preflight import preflight
 from textrefiner.sweep.runner import JobOutcome
 from textrefiner.testbed import backbone as testbed_backbone
 
@@ -18,7 +20,11 @@ def test_no_flags_prints_usage_and_runs_nothing(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         main([])
     assert stop.value.code.startswith("Error: say what to run with --protocol or --config")
-    assert "usage: python -m textrefiner.sweep" in capsys.readouterr().out
+    assert "python -m textrefiner.sweep --help" in stop.value.code
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m textrefiner.sweep --protocol")
+    assert len(out.splitlines()) <= 5 and out.splitlines()[-1] == "Every flag: python -m textrefiner.sweep --help"
+    assert "--no-preflight" not in out, "the short usage, not the whole help"
     assert not any(tmp_path.iterdir())
 
 
@@ -38,10 +44,10 @@ def test_preflight_lists_every_missing_dataset_and_weights_before_any_job(tmp_pa
     assert not out.exists(), "no job started"
 
 
-def _preflight_problems(tmp_path, capsys, backbone):
+def _preflight_problems(tmp_path, capsys, backbone, grid=("--protocol", "base2new", "--datasets", "dtd",
+                                                           "--trainers", "CoOp", "--seeds", "1")):
     out = tmp_path / "output"
-    args = ["--protocol", "base2new", "--datasets", "dtd", "--trainers", "CoOp", "--seeds", "1",
-            "--data", str(tmp_path / "data"), "--output", str(out), "--", "MODEL.BACKBONE.NAME", backbone]
+    args = [*grid, "--data", str(tmp_path / "data"), "--output", str(out), "--", "MODEL.BACKBONE.NAME", backbone]
     with pytest.raises(SystemExit):
         main(args)
     assert not out.exists(), "no job started"
@@ -57,6 +63,33 @@ def test_preflight_accepts_the_testbed_clip_and_names_its_file_when_missing(tmp_
     weights = [p for p in _preflight_problems(tmp_path, capsys, "testbed") if p.startswith("CLIP weights")]
     assert weights == [f"CLIP weights testbed: {gone} not found; this version ships none yet. Build them with "
                        f"python -m textrefiner.testbed.pretrain --out {gone} (README, 'Offline testbed')"]
+
+
+TESTBED_GRID = ["--protocol", "base2new", "--datasets", "testbed_shapes", "--cfg", "testbed_ep10_ctxv1",
+                "--trainers", "CoOp", "CoOp_TextRefiner", "--seeds", "1"]
+
+
+def test_preflight_passes_a_testbed_config_whose_backbone_the_resolver_knows(tmp_path, capsys, monkeypatch):
+    """The README's offline sweep: the testbed configs name MODEL.BACKBONE.NAME testbed, which the
+    preflight asks the one backbone resolver about (no second list of names)."""
+    args = TESTBED_GRID + ["--data", str(tmp_path / "data"), "--output", str(tmp_path / "output")]
+    jobs = settings_from(*parse(args)).jobs()
+    assert {step.expected[1]["MODEL.BACKBONE.NAME"] for job in jobs for step in job.steps} == {"testbed"}
+    assert preflight(jobs, str(tmp_path / "data")) == []
+    # a name another part registers with the resolver is known the same way, its own fix named
+    gone = tmp_path / "mine.pt"
+    monkeypatch.setitem(backbone_registry._REGISTRY, "mine", backbone_registry.NamedBackbone(
+        "mine", "my CLIP", lambda: str(gone), lambda path: {}, "build it into {file}"))
+    problems = _preflight_problems(tmp_path, capsys, "mine", TESTBED_GRID)
+    assert problems == [f"CLIP weights mine: {gone} not found; build it into {gone}"]
+
+
+def test_eta_reads_in_minutes_under_an_hour(capsys):
+    assert (duration(20), duration(125), duration(59 * 60), duration(5400)) == ("20 s", "2 min", "59 min", "1.5 h")
+    jobs = [SimpleNamespace(name=f"job{i}", label=f"job {i}") for i in range(3)]
+    progress = Progress(jobs)
+    progress.finished(JobOutcome("job0", "job 0", "ok", seconds=60.0, steps_run=["base2new_train"]))
+    assert "2 jobs left, ETA 2 min (about " in capsys.readouterr().out  # not "0.0 h"
 
 
 def test_progress_names_each_log_and_estimates_the_rest(capsys):

@@ -6,7 +6,7 @@
     python -m textrefiner.sweep --protocol few_shot --datasets dtd --tag ep20 -- OPTIM.MAX_EPOCH 20
     python -m textrefiner.sweep --protocol base2new --dry-run     # the paper's grid, listed only
 
-A sweep needs --protocol or --config: without either it prints this help and runs nothing.
+A sweep needs --protocol or --config: without either it prints a short usage and runs nothing.
 Before anything runs, the whole sweep file and the flags are checked (types, empty lists, unknown
 keys, YAML syntax) and so is the config every step would build (train.py's checks: unknown config
 keys, values out of range); a mistake ends the sweep with one ``Error:`` line and exit status 1.
@@ -35,6 +35,14 @@ from .executors import EXECUTORS, Progress
 from .preflight import check_configs, preflight
 from .runner import JobOutcome, skipped
 from .settings import SweepSettings, load_yaml
+
+
+#: what a sweep without --protocol or --config prints: what to run, then where the rest is
+SHORT_USAGE = f"""usage: python -m textrefiner.sweep --protocol {{{','.join(sorted(PROTOCOLS))}}} [--datasets D ...] \
+[--trainers T ...] [--seeds S ...] [--dry-run] [-- KEY VALUE ...]
+       python -m textrefiner.sweep --config configs/sweeps/FILE.yaml
+e.g.   python -m textrefiner.sweep --protocol base2new --datasets testbed_shapes --cfg testbed_ep10_ctxv1 --dry-run
+Every flag: python -m textrefiner.sweep --help"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,8 +175,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 def sweep(args: argparse.Namespace, opts: Optional[List[str]]) -> None:
     if not (args.protocol or args.config):
-        build_parser().print_help()
-        raise UserError("say what to run with --protocol or --config (add --dry-run to list the jobs first)")
+        print(SHORT_USAGE)
+        raise UserError("say what to run with --protocol or --config (add --dry-run to list the jobs first; "
+                        "python -m textrefiner.sweep --help lists every flag)")
     try:
         settings = settings_from(args, opts)
         jobs = settings.jobs()

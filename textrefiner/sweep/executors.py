@@ -51,7 +51,16 @@ class Progress:
             return ""
         seconds = left * sum(self._ran_seconds) / len(self._ran_seconds) / self.parallel
         finish = time.strftime("%H:%M", time.localtime(time.time() + seconds))
-        return f"; {left} jobs left, ETA {seconds / 3600:.1f} h (about {finish})"
+        return f"; {left} jobs left, ETA {duration(seconds)} (about {finish})"
+
+
+def duration(seconds: float) -> str:
+    """A time left, in the unit that reads: seconds under a minute, minutes under an hour, else hours."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 3600 - 30:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = ()) -> List[JobOutcome]:
