@@ -3,7 +3,8 @@
 For each trainer and seed: train on the base classes (16 shots), then evaluate the saved
 model on the novel classes, exactly as ``scripts/<host>/base2new_train.sh`` and
 ``base2new_test.sh`` do (zero-shot CLIP evaluates both halves); finally print Base / Novel /
-HM per trainer.
+HM per trainer. While a step runs, its epochs are printed with Dassl's ETA for the training;
+after each trainer and seed, one line with its accuracies and an ETA for the runs left.
 
     python -m textrefiner.demo [--seeds 1 2] [--trainers CoOp CoOp_TextRefiner] [--dataset testbed_patterns]
 
@@ -23,6 +24,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 from textrefiner.protocols.hosts import HOSTS, host_of, testbed_cfg
+from textrefiner.protocols.progress import LogFollower, duration
 from textrefiner.protocols.steps import Setup, base2new_test, base2new_train, run_step
 from textrefiner.results.render import render
 from textrefiner.results.tables import protocol_summary
@@ -66,8 +68,9 @@ def demo_setup(trainer: str, backbone: str, root: str, out: str, epochs: Optiona
 
 
 def run_logged(step, log_path: str) -> dict:
-    """Run one protocol step with its output in ``log_path``; its result record, or exit showing the log's end."""
-    with open(log_path, "a") as log:
+    """Run one protocol step with its output in ``log_path``, printing its epochs as it goes
+    (``protocols/progress.py``); its result record, or exit showing the log's end."""
+    with open(log_path, "a") as log, LogFollower(log_path, lambda text: print(f"      {text}", flush=True)):
         code = run_step(step, log=log)
     record = step.record
     if code != 0 or record is None:
@@ -76,6 +79,14 @@ def run_logged(step, log_path: str) -> dict:
         raise SystemExit(f"{step.key.kind} of {step.key.trainer} seed {step.key.seed} failed (exit {code})\n"
                          f"--- last lines of {log_path} ---\n{tail}")
     return record
+
+
+def _eta(start: float, done: int, total: int) -> str:
+    """The time the runs left will take at the mean pace so far (the trainers differ: a rough guide)."""
+    if done >= total:
+        return ""
+    left = (time.time() - start) / done * (total - done)
+    return f"; {total - done} left, ETA {duration(left)}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -108,11 +119,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         t0 = time.time()
         log_path = osp.join(out, f"{setup.trainer}-seed{seed}.log")
         verb = "evaluate on" if setup.trainer == "ZeroshotCLIP" else "train on"
-        print(f"[{i}/{len(jobs)}] {setup.trainer} seed {seed}: {verb} base classes ...", end=" ", flush=True)
+        job = f"[{i}/{len(jobs)}] {setup.trainer} seed {seed}"
+        print(f"{job}: {verb} base classes, then test on novel classes (log: {log_path})", flush=True)
         base = run_logged(base2new_train(setup, dataset, seed), log_path)
-        print(f"base {base['accuracy']:.1f}%; test on novel classes ...", end=" ", flush=True)
         new = run_logged(base2new_test(setup, dataset, seed), log_path)
-        print(f"novel {new['accuracy']:.1f}% ({time.time() - t0:.0f}s)", flush=True)
+        print(f"{job}: base {base['accuracy']:.1f}%, novel {new['accuracy']:.1f}% ({time.time() - t0:.0f}s)"
+              f"{_eta(start, i, len(jobs))}", flush=True)
 
     print("\n" + render(protocol_summary(out, "base2new")), end="")
     print(f"\nDone in {time.time() - start:.0f}s. Logs and runs under {out}.")

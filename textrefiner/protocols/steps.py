@@ -228,6 +228,7 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
         write_settings(step.output_dir, step.expected)
     except OSError:
         pass  # the folder cannot be made: train.py fails on it with its own message
-    # the child exits when this process does (textrefiner/cli/parent.py): no orphan writers
-    env = {**child_env(env), "TEXTREFINER_PARENT_PID": str(os.getpid())}
+    # the child exits when this process does (textrefiner/cli/parent.py): no orphan writers. Its
+    # output reaches a log line by line (unbuffered), so the log can be followed (progress.py)
+    env = {**child_env(env), "TEXTREFINER_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode

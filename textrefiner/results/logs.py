@@ -8,6 +8,10 @@ Reruns: Dassl's logger never overwrites a log. The first run of a folder writes
 ``log.txt``; every later run into the same folder writes ``log.txt-<YYYY-mm-dd-HH-MM-SS>``.
 The result of a folder is read from the NEWEST log that holds one (a rerun that crashed
 falls back to the previous complete run, and the newer incomplete logs are reported).
+
+While a run trains, Dassl prints ``epoch [E/N] batch [B/M] ... eta H:MM:SS`` every
+``TRAIN.PRINT_FREQ`` batches, and every batch when an epoch has fewer (so at least one line per
+epoch); ``epoch_line`` reads one (the built-in engine prints the same line).
 """
 import os
 import os.path as osp
@@ -16,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 LOG_FILE = "log.txt"
+#: Dassl's progress line; ``eta`` is datetime.timedelta's text ("1 day, 2:03:04" past a day)
+EPOCH_LINE = re.compile(r"^epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\] .*\beta (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)\s*$")
 END_OF_TRAINING = "Finish training"
 START_OF_RESULT = "=> result"
 
@@ -26,6 +32,25 @@ class LogResult:
     value: float
     #: newer logs of the same folder that hold no result (crashed or interrupted reruns)
     incomplete: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EpochLine:
+    epoch: int
+    max_epoch: int
+    batch: int
+    num_batches: int
+    #: Dassl's estimate of the training time left, in seconds
+    eta_seconds: int
+
+
+def epoch_line(line: str) -> Optional[EpochLine]:
+    """The progress a Dassl ``epoch [E/N] batch [B/M] ... eta`` line says, or None for any other line."""
+    found = EPOCH_LINE.match(line.strip())
+    if found is None:
+        return None
+    epoch, max_epoch, batch, num_batches, days, hours, minutes, seconds = (int(x or 0) for x in found.groups())
+    return EpochLine(epoch, max_epoch, batch, num_batches, ((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 def logs_newest_first(run_dir: str) -> List[str]:

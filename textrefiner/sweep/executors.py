@@ -9,14 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..protocols import Job
+from ..protocols.progress import LogFollower, duration
 from ..resources import child_env
 from .runner import JobOutcome, log_path, run_job
 
 
 class Progress:
-    """Prints ``[i/N] job: what happened`` lines; i is the job's place in the whole grid. After
-    each job that ran, an ETA for the jobs left: their count times the mean time of the jobs
-    that ran, divided by how many run at once."""
+    """Prints ``[i/N] job: what happened`` lines; i is the job's place in the whole grid. While a
+    job runs, its epochs (``follow``); after each job that ran, an ETA for the jobs left: their
+    count times the mean time of the jobs that ran, divided by how many run at once."""
 
     def __init__(self, jobs: Sequence[Job], parallel: int = 1):
         self.number = {job.name: i for i, job in enumerate(jobs, 1)}
@@ -53,14 +54,9 @@ class Progress:
         finish = time.strftime("%H:%M", time.localtime(time.time() + seconds))
         return f"; {left} jobs left, ETA {duration(seconds)} (about {finish})"
 
-
-def duration(seconds: float) -> str:
-    """A time left, in the unit that reads: seconds under a minute, minutes under an hour, else hours."""
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 3600 - 30:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
+    def follow(self, job: Job, log: str) -> LogFollower:
+        """While ``job`` runs: its epochs, read from its log, as ``[i/N] job: <step> epoch e/E, ETA ...`` lines."""
+        return LogFollower(log, lambda text: self.say(job.name, job.label, text))
 
 
 def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = ()) -> List[JobOutcome]:
@@ -75,7 +71,8 @@ def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Seq
         try:
             progress.started(job, f"GPU {gpu}" if gpu is not None else "", log_path(log_dir, job))
             env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
-            outcome = run_job(job, log_path(log_dir, job), env)
+            with progress.follow(job, log_path(log_dir, job)):
+                outcome = run_job(job, log_path(log_dir, job), env)
         finally:
             free.put(gpu)
         progress.finished(outcome)
@@ -113,12 +110,15 @@ def run_with_submitit(jobs: Sequence[Job], log_dir: str, progress: Progress, clu
     executor.update_parameters(**{**defaults, **(parameters or {})})
     submitted = executor.map_array(run_job, list(jobs), [log_path(log_dir, job) for job in jobs])
     by_id: Dict[str, Job] = {}
+    followers = {}
     for job, handle in zip(jobs, submitted):
         by_id[handle.job_id] = job
         progress.started(job, f"{cluster} job {handle.job_id}", log_path(log_dir, job))
+        followers[handle.job_id] = progress.follow(job, log_path(log_dir, job)).start()
     outcomes = []
     for handle in submitit.helpers.as_completed(submitted, poll_frequency=2):
         job = by_id[handle.job_id]
+        followers.pop(handle.job_id).stop()
         try:
             outcome = handle.result()
         except Exception as e:  # the job died outside run_job: timeout, preemption, node failure
