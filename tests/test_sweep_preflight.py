@@ -20,7 +20,6 @@ def test_no_flags_prints_usage_and_runs_nothing(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         main([])
     assert stop.value.code.startswith("Error: say what to run with --protocol or --config")
-    assert "python -m textrefiner.sweep --help" in stop.value.code
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m textrefiner.sweep --protocol")
     assert len(out.splitlines()) <= 5 and out.splitlines()[-1] == "Every flag: python -m textrefiner.sweep --help"
@@ -110,3 +109,14 @@ def test_slurm_off_a_cluster_says_what_to_do(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(args)
     assert re.match(r"Error: .*sbatch.*--executor local", stop.value.code)
+
+
+def test_preflight_asks_the_resolver_about_a_promptkd_teachers_clip_too(tmp_path, capsys):
+    teacher = tmp_path / "teacher.pt"
+    args = ["--host", "promptkd", "--protocol", "base2new", "--datasets", "dtd", "--trainers", "PromptKD", "--seeds",
+            "1", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "output"), "--", "MODEL.BACKBONE.NAME",
+            "random:tiny", "TRAINER.PROMPTKD.TEACHER_NAME", str(teacher)]
+    with pytest.raises(SystemExit):
+        main(args)
+    problems = [line.strip()[2:] for line in capsys.readouterr().err.splitlines() if line.strip().startswith("- ")]
+    assert problems[1:] == [f"teacher CLIP weights {teacher}: no such file"]  # after the missing dataset

@@ -176,8 +176,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 def sweep(args: argparse.Namespace, opts: Optional[List[str]]) -> None:
     if not (args.protocol or args.config):
         print(SHORT_USAGE)
-        raise UserError("say what to run with --protocol or --config (add --dry-run to list the jobs first; "
-                        "python -m textrefiner.sweep --help lists every flag)")
+        raise UserError("say what to run with --protocol or --config (add --dry-run to list the jobs first)")
     try:
         settings = settings_from(args, opts)
         jobs = settings.jobs()

@@ -8,8 +8,10 @@ mistake there, e.g. ``opts: {OPTIM.MAX_EPOCH: -1}``, would fail every job: it st
 with one ``UserError`` instead.
 
 Checked: each dataset's folder and split or list files (what ``python -m textrefiner.data.doctor``
-checks first, without reading images), the CLIP weights each step's config names (where the
-backbone resolver looks for them), and folders holding a run made with other settings
+checks first, without reading images), the CLIP weights each step's config names (asking the one
+backbone resolver, ``backbones/resolver.py``, so every name train.py accepts is known here: OpenAI
+names, ``testbed`` and any other registered name, weights files, ``random:<arch>``; and a PromptKD
+training's teacher CLIP), and folders holding a run made with other settings
 (``protocols/identity.py``).
 """
 from typing import List, Sequence
@@ -59,16 +61,31 @@ def dataset_problems(data_root: str, datasets: Sequence[str]) -> List[str]:
     return lines
 
 
-def weights_problem(name: str, path: str) -> str:
-    """Why the CLIP weights ``MODEL.BACKBONE.NAME``/``PATH`` cannot be loaded on this machine, or ""
-    (names the resolver refuses were refused by ``check_configs`` already)."""
+def weights_problem(name: str, path: str, what: str = "CLIP weights", path_key: str = "MODEL.BACKBONE.PATH") -> str:
+    """Why the CLIP weights ``name`` (``path``: the value of ``path_key``) cannot be loaded on this
+    machine, or "" (names the resolver refuses were refused by ``check_configs`` already)."""
     from ..backbones.resolver import resolve  # imported here: it imports torch
 
-    problem = resolve(name, path).missing()
+    problem = resolve(name, path).missing().replace("MODEL.BACKBONE.PATH", path_key)
     if not problem:
         return ""
-    where = " (after -- in the sweep command)" if "MODEL.BACKBONE.PATH" in problem else ""
-    return f"CLIP weights {name}: {problem}{where}"
+    where = " (after -- in the sweep command)" if path_key in problem else ""
+    return f"{what} {name}: {problem}{where}"
+
+
+#: (what, name key, path key) of the CLIP every step loads, and of a PromptKD training's teacher
+BACKBONE_KEYS = ("CLIP weights", "MODEL.BACKBONE.NAME", "MODEL.BACKBONE.PATH")
+TEACHER_KEYS = ("teacher CLIP weights", "TRAINER.PROMPTKD.TEACHER_NAME", "TRAINER.PROMPTKD.TEACHER_PATH")
+
+
+def backbones(step) -> set:
+    """(what, name, path, path key) of every CLIP a step loads through the backbone resolver: its
+    backbone, and for a PromptKD training its teacher's."""
+    settings = step.expected[1]
+    keys = [BACKBONE_KEYS]
+    if str(settings.get("TRAINER.NAME", "")).startswith("PromptKD") and step.evaluates is None:
+        keys.append(TEACHER_KEYS)
+    return {(what, settings.get(name, ""), settings.get(path, ""), path) for what, name, path in keys}
 
 
 def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
@@ -77,9 +94,8 @@ def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
     datasets = sorted({step.key.dataset for step in pending} | ({XD_SOURCE} if any(
         step.key.kind == "xd_train" for step in pending) else set()))
     problems = dataset_problems(data_root, datasets)
-    weights = sorted({(step.expected[1].get("MODEL.BACKBONE.NAME", ""), step.expected[1].get("MODEL.BACKBONE.PATH", ""))
-                      for step in pending})
-    problems += [p for p in (weights_problem(name, path) for name, path in weights) if p]
+    weights = sorted(set().union(*(backbones(step) for step in pending)))
+    problems += [p for p in (weights_problem(name, path, what, key) for what, name, path, key in weights) if p]
     conflicts = [None if step.overwrite else step.conflict() for step in pending]
     problems += [f"settings: {c}" for c in dict.fromkeys(conflicts) if c]  # siblings repeat one message
     return problems
