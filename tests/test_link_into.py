@@ -124,22 +124,26 @@ def test_dry_run_lists_the_links_and_makes_none(tmp_path, capsys):
     assert _tree(checkout) == tree
 
 
-@pytest.mark.parametrize("kind", ["folder", "link elsewhere"])
+@pytest.mark.parametrize("kind", ["folder", "link elsewhere", "broken link"])
 def test_a_users_own_file_where_our_link_belongs_is_refused_and_nothing_changes(tmp_path, capsys, kind):
     checkout = _checkout(tmp_path)
     mine = checkout / "configs" / "trainers" / "MaPLe_TextRefiner"
     if kind == "folder":
         mine.mkdir()
         (mine / "my_edit.yaml").write_text("OPTIM:\n  MAX_EPOCH: 3\n")
-    else:
+    elif kind == "link elsewhere":
         (tmp_path / "elsewhere").mkdir()
         mine.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    else:  # an earlier install's link to a dataset config, gone since: it would hide ours
+        mine = checkout / "configs" / "datasets" / "dtd.yaml"
+        mine.symlink_to(tmp_path / "old-venv" / "dtd.yaml")
     tree = _tree(checkout)
     assert link_into(str(checkout)) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.splitlines()) == 1
-    assert "configs/trainers/MaPLe_TextRefiner" in captured.err and "move them away and rerun" in captured.err
-    assert ("your own folder" if kind == "folder" else f"a link to {tmp_path / 'elsewhere'}") in captured.err
+    assert str(mine.relative_to(checkout)) in captured.err and "remove or move them and rerun" in captured.err
+    assert {"folder": "your own folder", "link elsewhere": f"a link to {tmp_path / 'elsewhere'}",
+            "broken link": f"a broken link to {tmp_path / 'old-venv'}"}[kind] in captured.err
     assert _tree(checkout) == tree
 
 

@@ -13,8 +13,8 @@ from any folder.
 PromptKD checkout look (``configs/trainers/<TRAINER>/<CFG>.yaml`` and
 ``configs/datasets/<DATASET>.yaml``, relative to the checkout): one link per trainer folder
 and per dataset file that the checkout lacks. The checkout's own configs stay as they are;
-a folder of one of our TextRefiner trainers that is not our link (the user's own) stops the
-command before anything changes.
+anything at the place of one of our TextRefiner trainers' folders that is not our link (the
+user's own), or a broken link at any of our places, stops the command before anything changes.
 """
 import argparse
 import os
@@ -72,15 +72,20 @@ def _is_ours(link: Link) -> bool:
     return osp.islink(link.path) and osp.realpath(link.path) == osp.realpath(link.target)
 
 
-def _must_be_ours(link: Link) -> bool:
-    """A TextRefiner trainer's folder exists in no upstream checkout: anything there is the user's."""
-    return osp.basename(link.path).endswith("_TextRefiner")
+def _conflicts(link: Link) -> bool:
+    """Something at ``link.path`` that is not our link and stands where ours must go: anything at a
+    TextRefiner trainer's folder (no upstream checkout has one), or a broken link (an earlier
+    install's, say), which would hide the config from the scripts."""
+    if _is_ours(link):
+        return False
+    return osp.basename(link.path).endswith("_TextRefiner") or not osp.exists(link.path)
 
 
 def _described(link: Link, checkout: str) -> str:
     where = osp.relpath(link.path, checkout)
     if osp.islink(link.path):
-        return f"{where} (a link to {os.readlink(link.path)})"
+        broken = "" if osp.exists(link.path) else "broken "
+        return f"{where} (a {broken}link to {os.readlink(link.path)})"
     return f"{where} (your own {'folder' if osp.isdir(link.path) else 'file'})"
 
 
@@ -97,10 +102,10 @@ def link_into(checkout: str, dry_run: bool = False) -> int:
         return 0
     links = planned_links(checkout)
     present = [link for link in links if osp.lexists(link.path)]
-    conflicts = [link for link in present if _must_be_ours(link) and not _is_ours(link)]
+    conflicts = [link for link in present if _conflicts(link)]
     if conflicts:
         print(f"Error: {len(conflicts)} path(s) where this package's configs belong hold something else: "
-              f"{', '.join(_described(c, checkout) for c in conflicts)}; move them away and rerun "
+              f"{', '.join(_described(c, checkout) for c in conflicts)}; remove or move them and rerun "
               f"(nothing was changed)", file=sys.stderr)
         return 1
     kept = [link for link in present if not _is_ours(link)]
