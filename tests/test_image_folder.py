@@ -22,6 +22,7 @@ from textrefiner.data import DatasetError, ImageFolder
 from textrefiner.data.doctor import main as doctor
 from textrefiner.errors import UserError
 from textrefiner.run_config import build_run_config, check_cfg_values
+from textrefiner.sweep.cli import main as sweep
 
 CLASSES = ("golden_retriever", "tabby_cat", "red_fox", "barn_owl")
 PER_CLASS = 8
@@ -222,3 +223,15 @@ def test_config_keys_are_checked_and_an_unknown_name_points_at_image_folder(tmp_
     make_images(tmp_path / "few", classes=("a", "b"), per_class=4)
     with pytest.raises(DatasetError, match="fewer than 8 images.*--image-folder few"):
         ImageFolder(image_folder_cfg(tmp_path, folder="few", shots=8))
+
+
+def test_sweep_preflight_checks_the_image_folder(tmp_path, capsys):
+    out = tmp_path / "output"
+    with pytest.raises(SystemExit):
+        sweep(["--protocol", "base2new", "--datasets", "image_folder", "--trainers", "CoOp", "--seeds", "1",
+               "--data", str(tmp_path / "data"), "--output", str(out), "--", "MODEL.BACKBONE.NAME", "random:tiny",
+               "DATASET.IMAGE_FOLDER.DIR", "my_photos"])
+    problems = [line.strip()[2:] for line in capsys.readouterr().err.splitlines() if line.strip().startswith("- ")]
+    assert len(problems) == 1 and problems[0].startswith(
+        f"ImageFolder: dataset folder not found: {tmp_path / 'data' / 'my_photos'}. Fix: set DATASET.IMAGE_FOLDER.DIR")
+    assert not out.exists(), "no job started"

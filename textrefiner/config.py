@@ -14,6 +14,7 @@ trainers (``textrefiner/trainers/coop.py`` for ``TRAINER.COOP``, ...), so import
 """
 import math
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from yacs.config import CfgNode as CN
@@ -205,7 +206,10 @@ def missing_project_keys(cfg: CN) -> List[str]:
 def check_project_keys(cfg: CN, first: Sequence[str] = ()) -> None:
     """Fail in one line if ``cfg`` was not extended with this project's keys (those under the
     nodes ``first`` named first: the ones the trainer at hand reads)."""
-    missing = sorted(missing_project_keys(cfg), key=lambda key: not key.startswith(tuple(first)))
+    missing = missing_project_keys(cfg)
+    # the named parts' keys first, taking turns, so that the few shown name every part
+    groups = [[key for key in missing if key.startswith(f"{name}.")] for name in first]
+    missing = list(dict.fromkeys([key for row in zip_longest(*groups) for key in row if key] + missing))
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ConfigError(

@@ -161,7 +161,7 @@ class ImageFolder(SplitDataset):
 
         def bad(number: int, what: str) -> DatasetError:
             return cls.error(root, f"line {number} of the CSV {what}", path,
-                             "write one `path,label[,split]` row per image, paths relative to the CSV's folder, "
+                             f"write one `path,label[,split]` row per image, paths relative to {cls.folder(root)}, "
                              "split train, val or test on every row or on none")
 
         rows, seen = [], {}
@@ -324,7 +324,8 @@ class ImageFolder(SplitDataset):
         for label, records in group_by_label(splits["train"]).items():
             if label not in tested:
                 problems.append(cls.error(
-                    root, f"class {records[0][2]!r} has no test image ({len(records)} image(s) in all)", cls.folder(root),
+                    root, f"class {records[0][2]!r} has no test image ({len(records)} image(s) in all)",
+                    cls.folder(root),
                     "give every class at least two images (one to train on, one to test)"))
         path = cls.split_path(root)
         if osp.exists(path):
