@@ -8,7 +8,8 @@ training run does, without a config. ``__init__`` runs them, draws the few-shot
 subset (``DATASET.NUM_SHOTS``), keeps all/base/new classes
 (``DATASET.SUBSAMPLE_CLASSES``) and builds the Datum lists.
 
-Nothing under ``--root`` is written except the few-shot cache folder.
+Nothing under ``--root`` is written except the few-shot cache folder (and ``ImageFolder``'s
+split file, drawn once for a user's own images).
 """
 import os
 import os.path as osp
