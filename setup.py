@@ -34,6 +34,16 @@ setup(
         # the testbed CLIP's weights and checksum (textrefiner/testbed/backbone.py registers them)
         "textrefiner.testbed": ["weights/*.pt", "weights/*.sha256"],
     },
+    # the launchers and tools for an installed package, without this checkout (textrefiner/cli/console.py)
+    entry_points={
+        "console_scripts": [
+            "textrefiner-train = textrefiner.cli.console:train",
+            "textrefiner-table = textrefiner.cli.console:table",
+            "textrefiner-sweep = textrefiner.cli.console:sweep",
+            "textrefiner-demo = textrefiner.cli.console:demo",
+            "textrefiner-launch = textrefiner.cli.console:launch",
+        ],
+    },
     install_requires=[
         # torch is deliberately not pinned: each platform gets its own build.
         "torch>=2.0",

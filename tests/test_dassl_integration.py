@@ -1,6 +1,6 @@
 """Real Dassl: our patches of its torch >= 2.6 breakages, and equality with the built-in engine.
 
-Skipped where Dassl is not installed (CI); see README "Running on real Dassl".
+Skipped where Dassl is not installed (CI); see docs/interop.md, "Running on real Dassl".
 """
 import importlib.util
 import re

@@ -1,5 +1,5 @@
-"""TextRefiner in a trainer the user wrote (README, "TextRefiner in a trainer you wrote"): the
-README's example runs as written inside a temporary checkout (its ``dassl`` imports served by a
+"""TextRefiner in a trainer the user wrote (docs/own-trainer.md, linked from the README): the
+page's example runs as written inside a temporary checkout (its ``dassl`` imports served by a
 stand-in package that re-exports this project's built-in engine), trains, saves, loads and
 evaluates; and ``TextRefinerPlugin`` with TextRefiner off passes the user's model through."""
 import os
@@ -24,11 +24,11 @@ DASSL_STANDIN = {
 }
 
 
-def readme_example() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def docs_example() -> str:
+    text = (REPO / "docs" / "own-trainer.md").read_text(encoding="utf-8")
     block = re.search(r"<!-- own-trainer-example:start -->\n```python\n(.*?)```\n<!-- own-trainer-example:end -->",
                       text, re.S)
-    assert block, "README lost its own-trainer example block"
+    assert block, "docs/own-trainer.md lost its own-trainer example block"
     return block.group(1)
 
 
@@ -37,7 +37,7 @@ def make_checkout(tmp_path: Path) -> Path:
 
     checkout = tmp_path / "MyMethod"
     shutil.copytree(USER_CHECKOUT, checkout)
-    (checkout / "trainers" / "my_coop.py").write_text(readme_example(), encoding="utf-8")
+    (checkout / "trainers" / "my_coop.py").write_text(docs_example(), encoding="utf-8")
     with open(checkout / "trainers" / "__init__.py", "a", encoding="utf-8") as f:
         f.write("from . import my_coop  # noqa: F401,E402\n")
     for rel, body in DASSL_STANDIN.items():
@@ -63,7 +63,7 @@ def accuracy(stdout: str) -> float:
     return float(found[-1])
 
 
-def test_the_readme_example_trains_saves_loads_and_evaluates(data_root, tmp_path):
+def test_the_docs_example_trains_saves_loads_and_evaluates(data_root, tmp_path):
     checkout = make_checkout(tmp_path)
     out = tmp_path / "out"
     trained = run(checkout, data_root, out)

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -145,16 +146,71 @@ def test_a_users_train_py_without_the_config_call_gets_one_line(data_root, tmp_p
     assert "TEXTREFINER" in proc.stderr or "add_textrefiner_config" in proc.stderr
 
 
-@pytest.mark.slow
-def test_a_non_editable_install_runs_a_protocol_step_from_another_folder(data_root, tmp_path):
-    """pip install (not editable) into a folder, then a launcher step with only that folder importable."""
-    site = tmp_path / "site"
+#: what the README's commands need beside the package, shipped in the source distribution
+SDIST_FILES = ["train.py", "parse_test_res.py", "bootstrap.sh", "LICENSE", "README.md", "setup.py",
+               "scripts/protocol.sh", "scripts/coop/base2new_train.sh", "scripts/coop/main.sh",
+               "scripts/maple/base2new_train_maple.sh", "scripts/promptkd/train_teacher.sh",
+               "scripts/testbed/base2new.sh", "configs/trainers/CoOp_TextRefiner/vit_b16_ep10_ctxv1.yaml",
+               "configs/datasets/testbed_shapes.yaml", "configs/sweeps/base2new_synthetic.yaml",
+               "trainers/__init__.py", "tests/conftest.py", "tests/test_plugin.py",
+               "tests/fixtures/user_checkout/train.py", "benchmarks/speed.py", "benchmarks/results/cpu-2026-11-22.md",
+               "textrefiner/testbed/weights/testbed-clip.pt", "textrefiner/results/paper_tables.csv"]
+CONSOLE_COMMANDS = ["textrefiner-train", "textrefiner-table", "textrefiner-sweep", "textrefiner-demo",
+                    "textrefiner-launch"]
+
+
+@pytest.fixture(scope="module")
+def sdist_install(tmp_path_factory):
+    """The source distribution built from a copy of this tree, and a non-editable pip install of
+    it into a folder (``--target``): (the sdist's file list, the install folder)."""
+    root = tmp_path_factory.mktemp("sdist")
+    tree = root / "tree"
+    shutil.copytree(REPO, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "venv*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache",
+        "output", "outputs", "data", "third_party"))
+    sdist = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(root / "dist")],
+                           cwd=tree, capture_output=True, text=True)
+    assert sdist.returncode == 0, sdist.stderr[-3000:]
+    (archive,) = (root / "dist").glob("*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = [name.split("/", 1)[1] for name in tar.getnames() if "/" in name]
+    site = root / "site"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-compile",
-         "--target", str(site), str(REPO)],
-        capture_output=True, text=True, cwd=tmp_path,
+         "--target", str(site), str(archive)],
+        capture_output=True, text=True, cwd=root,
     )
     assert build.returncode == 0, build.stderr[-3000:]
+    return names, site
+
+
+@pytest.mark.slow
+def test_the_sdist_ships_what_the_readmes_commands_run(sdist_install):
+    names, _ = sdist_install
+    docs = [str(p.relative_to(REPO)) for p in REPO.glob("docs/*.md")]  # the pages the README links to
+    assert [f for f in SDIST_FILES + docs if f not in names] == []
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_has_the_console_commands(sdist_install, tmp_path):
+    _, site = sdist_install
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    for command in CONSOLE_COMMANDS:
+        script = site / "bin" / command
+        assert script.is_file(), f"{command} not installed"
+        run = subprocess.run([str(script), "--help"], env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert run.returncode == 0 and "usage" in run.stdout.lower(), command + run.stdout[-2000:] + run.stderr[-2000:]
+    # a wheel user's launcher: the scripts' usage, named after the command
+    launch = subprocess.run([str(site / "bin" / "textrefiner-launch"), "coop", "base2new_train"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert launch.returncode == 2 and "usage: textrefiner-launch coop base2new_train DATASET SEED" in launch.stderr
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_runs_a_protocol_step_from_another_folder(data_root, tmp_path, sdist_install):
+    """pip install (not editable) into a folder, then a launcher step with only that folder importable."""
+    _, site = sdist_install
     assert (site / "textrefiner" / "configs" / "trainers" / "CoOp_TextRefiner" / "vit_b16_ep10_ctxv1.yaml").is_file()
     assert not (site / "trainers").exists()  # the repository's top-level re-export is not installed
     elsewhere = tmp_path / "elsewhere"

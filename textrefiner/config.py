@@ -14,6 +14,7 @@ trainers (``textrefiner/trainers/coop.py`` for ``TRAINER.COOP``, ...), so import
 """
 import math
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from yacs.config import CfgNode as CN
@@ -31,6 +32,32 @@ def add_data_config(cfg: CN) -> None:
     # with an error naming the classes; True draws that class's shots with replacement
     # (repeated images), as Dassl's generate_fewshot_dataset(repeat=True)
     cfg.DATASET.FEWSHOT_WITH_REPLACEMENT = False
+    # Your own images, with no code (DATASET.NAME ImageFolder, textrefiner/data/image_folder.py)
+    cfg.DATASET.IMAGE_FOLDER = CN()
+    # The folder under DATASET.ROOT (--root) holding one folder per class, or the CSV file
+    cfg.DATASET.IMAGE_FOLDER.DIR = ""
+    # A CSV file in DIR of `path,label[,split]` rows (paths relative to DIR) instead of class folders
+    cfg.DATASET.IMAGE_FOLDER.CSV = ""
+    # A file in DIR naming classes for the prompts: JSON {"folder": "name"} or `folder name` lines
+    cfg.DATASET.IMAGE_FOLDER.CLASSNAMES = ""
+    # The split drawn once (seeded) per class and saved in DIR as a CoOp split file: train, val,
+    # and the rest test (CoOp's read_and_split_data: 0.5 / 0.2 / 0.3)
+    cfg.DATASET.IMAGE_FOLDER.TRAIN_FRACTION = 0.5
+    cfg.DATASET.IMAGE_FOLDER.VAL_FRACTION = 0.2
+
+
+def check_image_folder(cfg: CN) -> None:
+    """The ImageFolder keys: a folder to read, and fractions that leave images for the test split."""
+    node = cfg.DATASET.get("IMAGE_FOLDER")
+    if node is None:
+        return
+    train, val = node.TRAIN_FRACTION, node.VAL_FRACTION
+    if train + val >= 1:
+        raise ConfigError(f"DATASET.IMAGE_FOLDER.TRAIN_FRACTION + VAL_FRACTION must be < 1 (the rest is the test "
+                          f"split), got {train:g} + {val:g}")
+    if cfg.DATASET.NAME == "ImageFolder" and not node.DIR:
+        raise ConfigError("DATASET.NAME ImageFolder reads DATASET.IMAGE_FOLDER.DIR: set it to the folder under "
+                          "--root that holds one folder per class (or the CSV file)")
 
 
 def add_run_config(cfg: CN) -> None:
@@ -115,7 +142,11 @@ def check_values(cfg: CN, parts: Iterable[ConfigPart]) -> None:
 
 
 for _part in (
-    ConfigPart("DATASET", add_data_config, choices={"DATASET.SUBSAMPLE_CLASSES": ("all", "base", "new")}),
+    ConfigPart(
+        "DATASET", add_data_config, choices={"DATASET.SUBSAMPLE_CLASSES": ("all", "base", "new")},
+        ranges={"DATASET.IMAGE_FOLDER.TRAIN_FRACTION": (0.01, 0.99), "DATASET.IMAGE_FOLDER.VAL_FRACTION": (0.01, 0.99)},
+        check=check_image_folder,
+    ),
     ConfigPart("TRAIN", add_run_config),
     ConfigPart("MODEL.BACKBONE", add_backbone_config),
 ):
@@ -178,7 +209,10 @@ def missing_project_keys(cfg: CN) -> List[str]:
 def check_project_keys(cfg: CN, first: Sequence[str] = ()) -> None:
     """Fail in one line if ``cfg`` was not extended with this project's keys (those under the
     nodes ``first`` named first: the ones the trainer at hand reads)."""
-    missing = sorted(missing_project_keys(cfg), key=lambda key: not key.startswith(tuple(first)))
+    missing = missing_project_keys(cfg)
+    # the named parts' keys first, taking turns, so that the few shown name every part
+    groups = [[key for key in missing if key.startswith(f"{name}.")] for name in first]
+    missing = list(dict.fromkeys([key for row in zip_longest(*groups) for key in row if key] + missing))
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ConfigError(

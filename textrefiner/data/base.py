@@ -8,7 +8,8 @@ training run does, without a config. ``__init__`` runs them, draws the few-shot
 subset (``DATASET.NUM_SHOTS``), keeps all/base/new classes
 (``DATASET.SUBSAMPLE_CLASSES``) and builds the Datum lists.
 
-Nothing under ``--root`` is written except the few-shot cache folder.
+Nothing under ``--root`` is written except the few-shot cache folder (and ``ImageFolder``'s
+split file, drawn once for a user's own images).
 """
 import os
 import os.path as osp
@@ -44,11 +45,11 @@ class SplitDataset(DatasetBase):
     image_dir_aliases: Tuple[str, ...] = ()  # other names archives give ``image_dir`` (a rename is suggested)
 
     def __init__(self, cfg):
-        cls = type(self)
+        cls = self.reader(cfg)
         root = osp.abspath(osp.expanduser(cfg.DATASET.ROOT))
         self.dataset_dir = cls.folder(root)
         self.image_dir = cls.image_folder(root)
-        train, val, test = self._subsets(cfg, root, cls.load_records(root))
+        train, val, test = self._subsets(cls, cfg, root, cls.load_records(root))
         # Decode every image a run will read to its end (the few-shot sets and the test set; a
         # full training set only one per class), so that a bad file stops the run here, all
         # listed, rather than in the final test after the whole training.
@@ -62,19 +63,23 @@ class SplitDataset(DatasetBase):
             val_items = test_items if val is None else to_items(val, self.image_dir)
         super().__init__(train_x=train_items, val=val_items, test=test_items)
 
-    def _subsets(self, cfg, root: str, splits: Splits):
+    @classmethod
+    def reader(cls, cfg):
+        """The class whose layout this run reads (a reader configured by ``cfg`` returns a subclass)."""
+        return cls
+
+    def _subsets(self, cls, cfg, root: str, splits: Splits):
         """``(train, val, test)`` records after few-shot sampling and class subsampling.
 
         ``train`` is None for test-only datasets, ``val`` None where the dataset has none.
         """
-        cls = type(self)
         subsample = cfg.DATASET.SUBSAMPLE_CLASSES
         if cls.test_only:
             (test,) = subsample_classes(splits["test"], subsample=subsample)
             return None, None, test
         train, val = splits["train"], splits["val"] if cls.has_val else None
         if cfg.DATASET.NUM_SHOTS >= 1:
-            cache = FewShotCache(cls.__name__, self.dataset_dir, root)
+            cache = FewShotCache(cls.__name__, self.dataset_dir, root, cls.doctor_arguments())
             # .get: a config extended by another tool's extend_cfg may not have our key
             with_replacement = cfg.DATASET.get("FEWSHOT_WITH_REPLACEMENT", False)
             train, val = cache.load_or_create(train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED, with_replacement)
@@ -181,8 +186,18 @@ class SplitDataset(DatasetBase):
 
     # ---- messages -------------------------------------------------------------
     @classmethod
+    def doctor_arguments(cls) -> str:
+        """The doctor's flags that check this dataset ("": ``--dataset <name>``)."""
+        return ""
+
+    @classmethod
+    def content_problems(cls, root: str, splits: Splits) -> List[DatasetError]:
+        """Problems with what the records hold that the checks above miss (the doctor lists them all)."""
+        return []
+
+    @classmethod
     def error(cls, root: str, problem: str, path: str, fix: str) -> DatasetError:
-        return DatasetError(cls.__name__, problem, path, fix, root)
+        return DatasetError(cls.__name__, problem, path, fix, root, cls.doctor_arguments())
 
     @classmethod
     def folder_error(cls, root: str) -> DatasetError:

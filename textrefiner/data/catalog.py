@@ -19,7 +19,7 @@ def coop_dataset(name: str):
         if reader.matches(name):
             return reader
     known = ", ".join(reader.__name__ for reader in COOP_DATASETS)
-    raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; known: {known}")
+    raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; known: {known} (your own images: --image-folder DIR)")
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

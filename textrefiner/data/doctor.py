@@ -1,13 +1,17 @@
 """Dataset doctor: check the datasets under ``--root`` and print one line per problem with its fix.
 
-    python -m textrefiner.data.doctor --root DATA [--dataset NAME ...] [--sample N]
+    python -m textrefiner.data.doctor --root DATA [--dataset NAME ...] [--sample N] [--shots K]
+    python -m textrefiner.data.doctor --root DATA --image-folder DIR [--csv FILE] [--classnames FILE]
 
 For each of the 15 CoOp datasets (or each one named) it runs the checks a training run
 makes (folders, split or list files, every listed image present) and then those a run
 cannot afford: the class count and the images per split against the published
 dataset, the files ``download_splits`` fetches, and a sample of images per split read
-through to the last byte. Datasets with no folder are listed as absent. Nothing is
-written. Exit status 0 when every dataset present (and every one named) is fine.
+through to the last byte. ``--image-folder`` checks your own dataset (``DATASET.NAME
+ImageFolder``, its keys ``DATASET.IMAGE_FOLDER.*`` as flags): empty class folders, classes
+too small to split, images the saved split does not list. ``--shots K`` also reports the
+classes with fewer than K training images. Datasets with no folder are listed as absent.
+Nothing is written. Exit status 0 when every dataset present (and every one named) is fine.
 """
 import argparse
 import os.path as osp
@@ -18,6 +22,8 @@ from typing import List, Optional
 from .base import LAYOUT_HELP
 from .catalog import COOP_DATASETS, add_dataset_arguments
 from .errors import DatasetError
+from .fewshot import short_classes
+from .image_folder import ImageFolder
 from .records import Splits, evenly_spaced, unreadable_images
 
 DEFAULT_SAMPLE = 20  # images read per split
@@ -32,8 +38,9 @@ class Report:
     problems: List[DatasetError] = field(default_factory=list)
 
 
-def check(reader, root: str, sample: int = DEFAULT_SAMPLE, named: bool = False) -> Report:
-    """Every problem of one dataset; ``named``: an absent dataset is a problem, not just absent."""
+def check(reader, root: str, sample: int = DEFAULT_SAMPLE, named: bool = False, shots: int = 0) -> Report:
+    """Every problem of one dataset; ``named``: an absent dataset is a problem, not just absent;
+    ``shots``: classes with fewer training images are problems."""
     name = reader.__name__
     folder = reader.folder(root)
     if not (osp.isdir(folder) or osp.islink(folder) or reader.renamed_folder(root) or named):
@@ -48,6 +55,8 @@ def check(reader, root: str, sample: int = DEFAULT_SAMPLE, named: bool = False) 
     missing = reader.missing_images(root, splits)
     if missing:
         problems.append(reader.missing_images_error(root, missing, sum(len(s) for s in splits.values())))
+    problems += reader.content_problems(root, splits)
+    problems += shots_problems(reader, root, splits, shots)
     problems += count_problems(reader, root, splits)
     problems += download_problems(reader, root)
     read, image_problems = sample_problems(reader, root, splits, sample, set(missing))
@@ -59,6 +68,22 @@ def check(reader, root: str, sample: int = DEFAULT_SAMPLE, named: bool = False) 
 
 def class_count(splits: Splits) -> int:
     return len({label for records in splits.values() for _, label, _ in records})
+
+
+def shots_problems(reader, root: str, splits: Splits, shots: int) -> List[DatasetError]:
+    """The classes with fewer than ``shots`` training images (a ``shots``-shot run stops on them)."""
+    if shots < 1 or reader.test_only:
+        return []
+    short = short_classes(splits["train"], shots)
+    if not short:
+        return []
+    listed = ", ".join(f"{name!r} ({count})" for name, count in short[:5]) + (
+        f" and {len(short) - 5} more" if len(short) > 5 else "")
+    return [reader.error(
+        root, f"{len(short)} classes have fewer than {shots} training images: {listed}", reader.folder(root),
+        f"add images to them, use at most {min(count for _, count in short)} shots, or set "
+        "DATASET.FEWSHOT_WITH_REPLACEMENT True to repeat images",
+    )]
 
 
 def count_problems(reader, root: str, splits: Splits) -> List[DatasetError]:
@@ -125,13 +150,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--sample", type=int, default=DEFAULT_SAMPLE,
         help=f"images read through per split (default {DEFAULT_SAMPLE}; -1 reads every image)",
     )
+    parser.add_argument("--shots", type=int, default=0,
+                        help="also report classes with fewer training images than this (the SHOTS of your runs)")
+    parser.add_argument("--image-folder", metavar="DIR", default="",
+                        help="check your own dataset: DATASET.IMAGE_FOLDER.DIR, the folder under --root")
+    parser.add_argument("--csv", default="", help="with --image-folder: DATASET.IMAGE_FOLDER.CSV")
+    parser.add_argument("--classnames", default="", help="with --image-folder: DATASET.IMAGE_FOLDER.CLASSNAMES")
     args = parser.parse_args(argv)
     root = osp.abspath(osp.expanduser(args.root))
     if not osp.isdir(root):
         print(f"PROBLEM  --root {root} is not a folder. Fix: pass the folder that holds the dataset folders")
         return 1
-    readers = args.datasets or COOP_DATASETS
-    reports = [check(reader, root, args.sample, named=bool(args.datasets)) for reader in readers]
+    if (args.csv or args.classnames) and not args.image_folder:
+        parser.error("--csv and --classnames describe an --image-folder DIR: pass it too")
+    named = list(args.datasets) + ([ImageFolder.configured(args.image_folder, args.csv, args.classnames)]
+                                   if args.image_folder else [])
+    readers = named or COOP_DATASETS
+    reports = [check(reader, root, args.sample, named=bool(named), shots=args.shots) for reader in readers]
     for report in reports:
         print_report(report)
     counts = {status: sum(r.status == status for r in reports) for status in ("OK", "PROBLEM", "absent")}

@@ -10,8 +10,11 @@ DOCTOR_MODULE = "textrefiner.data.doctor"
 DOWNLOAD_MODULE = "textrefiner.data.download_splits"
 
 
-def doctor_command(root: str, dataset: str = "") -> str:
+def doctor_command(root: str, dataset: str = "", arguments: str = "") -> str:
+    """The doctor's command for ``dataset`` (``arguments``: the doctor's flags that name it instead)."""
     command = f"python -m {DOCTOR_MODULE} --root {shlex.quote(root)}"
+    if arguments:
+        return f"{command} {arguments}"
     return f"{command} --dataset {dataset}" if dataset else command
 
 
@@ -22,13 +25,14 @@ def download_command(root: str, dataset: str) -> str:
 class DatasetError(RuntimeError):
     """A problem with one dataset's files under ``--root``."""
 
-    def __init__(self, dataset: str, problem: str, path: str, fix: str, root: str):
+    def __init__(self, dataset: str, problem: str, path: str, fix: str, root: str, doctor_arguments: str = ""):
         self.dataset = dataset
         self.problem = problem
         self.path = path
         self.fix = fix
         self.root = root
-        super().__init__(f"{self.line()}. Check the whole layout with `{doctor_command(root, dataset)}`")
+        command = doctor_command(root, dataset, doctor_arguments)
+        super().__init__(f"{self.line()}. Check the whole layout with `{command}`")
 
     def line(self) -> str:
         return f"{self.dataset}: {self.problem}: {self.path}. Fix: {self.fix}"

@@ -59,10 +59,11 @@ def digest(records: Optional[Sequence[Record]]) -> Optional[str]:
 class FewShotCache:
     """Few-shot train/val subsets of one dataset, drawn once per (shots, seed) and cached."""
 
-    def __init__(self, dataset: str, dataset_dir: str, root: str):
+    def __init__(self, dataset: str, dataset_dir: str, root: str, doctor_arguments: str = ""):
         self.dataset = dataset
         self.directory = osp.join(dataset_dir, FEWSHOT_DIR)
         self.root = root
+        self.doctor_arguments = doctor_arguments  # the doctor's flags for this dataset (DatasetError)
 
     def path(self, num_shots: int, seed: int) -> str:
         return osp.join(self.directory, f"shot_{num_shots}-seed_{seed}.json")
@@ -122,6 +123,7 @@ class FewShotCache:
             f"lower DATASET.NUM_SHOTS to {min(count for _, count in short)}, or set "
             "DATASET.FEWSHOT_WITH_REPLACEMENT True to repeat images of those classes",
             self.root,
+            self.doctor_arguments,
         )
 
     @staticmethod

@@ -1,6 +1,7 @@
 """Run one protocol step: what every ``scripts/<host>/<step>.sh`` calls (through scripts/protocol.sh).
 
     python -m textrefiner.protocols.launch HOST STEP ARG... [KEY VALUE ...]
+    textrefiner-launch HOST STEP ARG... [KEY VALUE ...]      (the same, as an installed command)
 
     base2new_train DATASET SEED     base2new_test DATASET SEED
     xd_train SEED                   xd_test DATASET SEED
@@ -35,6 +36,7 @@ from .steps import (
 from ..teacher_layout import DEFAULT_TEACHER_DIR, teacher_dir_from_environment
 from .teacher import TEACHER_CFG, TEACHER_TRAINER, train_teacher
 
+PROG = "python -m textrefiner.protocols.launch"
 #: step name -> (protocol, builder, positional arguments after the host and step)
 STEPS = {
     "base2new_train": ("base2new", base2new_train, ("dataset", "seed")),
@@ -63,10 +65,11 @@ def _positional(step: str, argv: List[str], names: Tuple[str, ...]) -> Tuple[str
     return names if step not in _SEED_LOOP or seed_given else names[:-1]
 
 
-def _arguments(host: str, step: str, argv: List[str], all_names: Tuple[str, ...]) -> dict:
+def _arguments(host: str, step: str, argv: List[str], all_names: Tuple[str, ...], prog: str) -> dict:
     names = _positional(step, argv, all_names)
     shown = [f"[{n.upper()}]" if n == "seed" and step in _SEED_LOOP else n.upper() for n in all_names]
-    usage = f"usage: bash scripts/{host}/{step}.sh {' '.join(shown)} [KEY VALUE ...]"
+    command = f"bash scripts/{host}/{step}.sh" if prog == PROG else f"{prog} {host} {step}"
+    usage = f"usage: {command} {' '.join(shown)} [KEY VALUE ...]"
     if len(argv) < len(names):
         _fail(usage)
     values = dict(zip(names, argv))
@@ -91,17 +94,21 @@ def _teacher_arguments() -> dict:
     }
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: Optional[List[str]] = None, prog: str = PROG) -> None:
+    """``prog``: how the user started it (the scripts' usage lines name their script instead)."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"usage: {prog} HOST STEP ARG... [KEY VALUE ...]\n\n{__doc__}")
+        raise SystemExit(0)
     if len(argv) < 2 or argv[1] not in STEPS:
-        _fail(f"usage: python -m textrefiner.protocols.launch HOST {{{','.join(STEPS)}}} ARG... [KEY VALUE ...]")
+        _fail(f"usage: {prog} HOST {{{','.join(STEPS)}}} ARG... [KEY VALUE ...]  (--help: the steps and variables)")
     host, step = get_host(argv[0]), argv[1]
     protocol, build, all_names = PER_TARGET_STEPS.get(step, STEPS[step]) if host.xd_per_target else STEPS[step]
     if host.xd_per_target and step == "xd_test":
         _fail(f"{host.name} trains one model per cross-dataset target and evaluates it there: "
               f"run bash scripts/{host.name}/xd_train.sh DATASET SEED")
     names = _positional(step, argv[2:], all_names)
-    kwargs = _arguments(host.name, step, argv[2:], all_names)
+    kwargs = _arguments(host.name, step, argv[2:], all_names, prog)
     if "shots" not in names:
         kwargs["shots"] = int(os.environ.get("SHOTS") or SHOTS)
     if protocol == "teacher":

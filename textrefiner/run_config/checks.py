@@ -52,7 +52,9 @@ def check_cfg_values(cfg) -> None:
     if cfg.DATASET.NAME not in DATASET_REGISTRY.registered_names():
         names = sorted(DATASET_REGISTRY.registered_names())
         raise UserError(f"Unknown dataset {cfg.DATASET.NAME!r}{closest(cfg.DATASET.NAME, names)}; pass a file from "
-                        f"configs/datasets/ with --dataset-config-file (registered: {names})")
+                        f"configs/datasets/ with --dataset-config-file (registered: {names}); for your own images "
+                        "(one folder per class, or a CSV), copy configs/datasets/image_folder.yaml (DATASET.NAME "
+                        "ImageFolder) and set its DATASET.IMAGE_FOLDER.DIR")
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     names = trainer.config_part_names() if hasattr(trainer, "config_part_names") else ()
     parts = [part for part in (config_part(name) for name in names) if part is not None]

@@ -61,6 +61,17 @@ def dataset_problems(data_root: str, datasets: Sequence[str]) -> List[str]:
     return lines
 
 
+def image_folder_problems(data_root: str, steps) -> List[str]:
+    """One line per problem of the ``ImageFolder`` datasets (your own images) the steps read."""
+    from ..data.image_folder import ImageFolder
+
+    keys = [f"DATASET.IMAGE_FOLDER.{key}" for key in ("DIR", "CSV", "CLASSNAMES")]
+    folders = sorted({tuple(step.expected[1].get(key, "") for key in keys)
+                      for step in steps if step.expected[1].get("DATASET.NAME") == "ImageFolder"})
+    return [p.line() for folder in folders if folder[0]
+            for p in ImageFolder.configured(*folder).layout_problems(data_root)]
+
+
 def weights_problem(name: str, path: str, what: str = "CLIP weights", path_key: str = "MODEL.BACKBONE.PATH") -> str:
     """Why the CLIP weights ``name`` (``path``: the value of ``path_key``) cannot be loaded on this
     machine, or "" (names the resolver refuses were refused by ``check_configs`` already)."""
@@ -93,7 +104,7 @@ def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
     pending = [step for job in jobs for step in job.steps if not step.done]
     datasets = sorted({step.key.dataset for step in pending} | ({XD_SOURCE} if any(
         step.key.kind == "xd_train" for step in pending) else set()))
-    problems = dataset_problems(data_root, datasets)
+    problems = dataset_problems(data_root, datasets) + image_folder_problems(data_root, pending)
     weights = sorted(set().union(*(backbones(step) for step in pending)))
     problems += [p for p in (weights_problem(name, path, what, key) for what, name, path, key in weights) if p]
     conflicts = [None if step.overwrite else step.conflict() for step in pending]
