@@ -66,6 +66,8 @@ PROMPTSRC_QUICK = ("TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT", 2, "TRAINER.PROMPTSRC.
 TRAINERS = (
     TrainerSpec("CoOp", "CoOp/vit_b16_ep10_ctxv1.yaml"),
     TrainerSpec("CoOp_TextRefiner", "CoOp_TextRefiner/vit_b16_ep10_ctxv1.yaml"),
+    TrainerSpec("CoCoOp", "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml"),
+    TrainerSpec("CoCoOp_TextRefiner", "CoCoOp_TextRefiner/vit_b16_c4_ep10_batch1_ctxv1.yaml"),
     TrainerSpec("MaPLe", "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", quick_opts=MAPLE_DEPTH),
     TrainerSpec("MaPLe_TextRefiner", "MaPLe_TextRefiner/vit_b16_c2_ep5_batch4_2ctx.yaml", quick_opts=MAPLE_DEPTH),
     TrainerSpec("ZeroshotCLIP", "CoOp/vit_b16_ep10_ctxv1.yaml", train=False),
