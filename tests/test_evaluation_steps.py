@@ -4,6 +4,7 @@ must agree (else one line names the KEY VALUE pairs to pass); OVERWRITE=1 on a t
 the evaluation, never the model."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -108,3 +109,10 @@ def test_which_keys_an_evaluation_takes_and_which_must_agree(tmp_path):
                           "synthetic", 1, 2)
     with pytest.raises(ModelMismatch, match=r"pass the same KEY VALUE pairs to this step: TRAINER.COOP.N_CTX 16\Z"):
         other.command()
+
+    # a finished evaluation stays finished when its model's folder is deleted (disk space): it recorded
+    # the settings it took, so it is skipped as before, not refused as "other settings"
+    finish_without_training(test)
+    shutil.rmtree(test.evaluates.output_dir)
+    again = base2new_test(Setup("CoOp", CFG, output=str(tmp_path), opts=tuple(BACKBONE)), "synthetic", 1, 2)
+    assert again.done and again.conflict() is None

@@ -114,16 +114,19 @@ class Step:
     #: the config keys the user's ``KEY VALUE`` pairs give (an evaluation never replaces them)
     given_keys: FrozenSet[str] = frozenset()
 
-    def _trained_settings(self) -> Optional[dict]:
-        """For an evaluation: the settings its model was trained with (None: unknown or not trained)."""
+    def _trained_settings(self, or_evaluated: bool = False) -> Optional[dict]:
+        """For an evaluation: the settings its model was trained with (None: unknown or not trained);
+        ``or_evaluated``: with the model's folder gone, those this evaluation recorded when it ran."""
         record = self.evaluates.record if self.evaluates is not None else None
+        if record is None and or_evaluated and self.evaluates is not None:
+            record = recorded(self.output_dir)
         settings = record.get(SETTINGS_KEY) if record else None
         return settings if isinstance(settings, dict) else None
 
     @property
     def adopted(self) -> Tuple[str, ...]:
         """For an evaluation: ``KEY VALUE`` pairs of the training-only keys it takes from its model's training."""
-        trained = self._trained_settings()
+        trained = self._trained_settings(or_evaluated=True)
         if trained is None:
             return ()
         return as_options(adopted(trained, expected_settings(self.flags + self.opts)[1], self.given_keys))
