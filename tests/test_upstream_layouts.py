@@ -190,3 +190,6 @@ def test_promptkd_release_key_trainer_modal_is_an_alias(tmp_path, capsys):
     assert (cfg.TRAINER.PROMPTKD.MODAL, cfg.TRAINER.PROMPTKD.KD_WEIGHT) == ("cross", 200.0)
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Note:")]
     assert notes == ["Note: TRAINER.MODAL (the PromptKD release's name) is read as TRAINER.PROMPTKD.MODAL"]
+    # a launcher step given the release's key knows it was given ours (a test step does not replace it)
+    step = base2new_test(Setup("PromptKD", PROMPTKD_B2N, opts=("TRAINER.MODAL", "base2novel")), "dtd", 1)
+    assert step.given_keys == {"TRAINER.PROMPTKD.MODAL"}

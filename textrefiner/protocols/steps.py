@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from typing import FrozenSet, List, Optional, Sequence, TextIO, Tuple
 
+from ..config import KEY_ALIASES
 from ..resources import child_env, config_path
 from ..results.benchmarks import SHOTS, XD_SOURCE
 from ..results.layout import RunKey, run_dir
@@ -209,7 +210,7 @@ def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol
     host = host_of(setup.trainer)
     host_opts = host.step_opts(kind, dataset) if host else ()
     return Step(key, output_dir, flags, tuple(map(str, (*protocol_opts, *host_opts))) + tuple(setup.opts), evaluates,
-                setup.overwrite, frozenset(setup.opts[::2]))
+                setup.overwrite, frozenset(KEY_ALIASES.get(k, k) for k in setup.opts[::2]))
 
 
 def base2new_train(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:

@@ -4,6 +4,7 @@ overrides, a YAML file that gives a key twice."""
 import difflib
 from typing import List, Sequence
 
+from textrefiner.config import KEY_ALIASES
 from textrefiner.errors import UserError
 
 
@@ -51,9 +52,6 @@ def duplicate_keys(path: str) -> List[str]:
     return found
 
 
-#: other repositories' names of our keys: read as ours, with one ``Note:`` line per process
-#: (PromptKD's release scripts pass ``TRAINER.MODAL base2novel`` / ``cross``)
-KEY_ALIASES = {"TRAINER.MODAL": "TRAINER.PROMPTKD.MODAL"}
 _noted = set()
 
 
