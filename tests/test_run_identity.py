@@ -51,12 +51,16 @@ def test_same_settings_skip_other_settings_are_refused(tmp_path):
     assert tagged.conflict() is None
 
 
-def test_an_evaluation_refuses_a_model_trained_with_other_settings(tmp_path):
+def test_an_evaluation_refuses_a_model_built_with_other_settings(tmp_path):
+    """Only keys that change what is evaluated must agree (training-only ones come from the training:
+    tests/test_evaluation_steps.py); a difference is refused, never evaluated silently."""
     same, other = setups(tmp_path)
     finish_without_training(base2new_train(same, "synthetic", 1, 2))
     assert base2new_test(same, "synthetic", 1, 2).command()
-    with pytest.raises(SettingsConflict, match="trained with other settings"):
-        base2new_test(other, "synthetic", 1, 2).command()
+    assert base2new_test(other, "synthetic", 1, 2).command()  # OPTIM.LR only shapes training
+    built_otherwise = Setup("CoOp", CFG, output=str(tmp_path), opts=(*LAUNCH_OPTS, "TRAINER.COOP.N_CTX", "8"))
+    with pytest.raises(SettingsConflict, match="TRAINER.COOP.N_CTX 16 there, 8 here"):
+        base2new_test(built_otherwise, "synthetic", 1, 2).command()
 
 
 def test_records_from_other_tools_or_older_code_are_not_conflicts(tmp_path):

@@ -24,6 +24,19 @@ def _opts(subsample):
     ]
 
 
+def upstream_parse(log: str, end_signal: str):
+    """What CoOp's and Dassl's parse_test_res.py read from a log: from the line equal to ``end_signal``
+    on (it latches), the last ``* accuracy: X%``; None if there is none."""
+    value, good_to_go = None, False
+    for line in log.splitlines():
+        line = line.strip()
+        good_to_go = good_to_go or line == end_signal
+        match = re.search(r"\* accuracy: ([\.\deE+-]+)%", line)
+        if match and good_to_go:
+            value = float(match.group(1))
+    return value
+
+
 def _base_to_new(data_root, tmp_path, env=None):
     train_dir, test_dir = tmp_path / "train_base", tmp_path / "test_new"
     run_train_py(_common(data_root, train_dir) + _opts("base"), env=env)
@@ -31,12 +44,18 @@ def _base_to_new(data_root, tmp_path, env=None):
     for line in RESULT_LINES + ["Finish training", "** System info **", "** Config **"]:
         assert line in log
     assert re.search(r"\* accuracy: \d+\.\d%", log)
+    # CoOp's parser waits for "Finished training", Dassl's for "Finish training": adjacent, both read the final test
+    lines = [line.strip() for line in log.splitlines()]
+    assert lines[lines.index("Finished training") + 1] == "Finish training"
+    final = json.loads((train_dir / "result.json").read_text())["accuracy"]
+    assert upstream_parse(log, "Finished training") == upstream_parse(log, "Finish training") == round(final, 1)
     run_train_py(
         _common(data_root, test_dir) + ["--eval-only", "--model-dir", train_dir, "--load-epoch", 2] + _opts("new"),
         env=env,
     )
     test_log = (test_dir / "log.txt").read_text()
     assert "model.pth.tar-2" in test_log and all(line in test_log for line in RESULT_LINES)
+    assert "Finished training" not in test_log  # evaluation logs: --test-log ("=> result") as before
     return json.loads((train_dir / "result.json").read_text()), json.loads((test_dir / "result.json").read_text())
 
 

@@ -134,3 +134,62 @@ def test_a_cocoop_yaml_fails_in_one_line_naming_the_fix(tmp_path, capsys):
     captured = capsys.readouterr()  # the Error line goes to stderr before the log file exists
     out = captured.out + captured.err
     assert "Unknown config key TRAINER.COCOOP" in out and "configs/trainers/<Trainer>/" in out
+
+
+PROMPTKD_B2N = "vit_b16_c2_ep20_batch8_4+4ctx"
+
+
+def promptkd_training(folder, validations, novel):
+    """A base-to-novel log of PromptKD's release: each epoch validates on the base classes, and the test
+    after Finish training scores the novel classes with the best-validated model."""
+    log = "".join(f"epoch [{e}/3]\nEvaluate on the *val* set\n{result_lines(v)}* macro_f1: {v - 1:.1f}%\n"
+                  for e, v in enumerate(validations, 1))
+    write(os.path.join(folder, "log.txt"), log + "Finish training\nDeploy the model with the best val performance\n"
+          "Evaluate on the *test* set\n" + result_lines(novel) + f"* macro_f1: {novel - 1:.1f}%\n")
+    write(os.path.join(folder, "VLPromptLearner", "model-best.pth.tar"))
+
+
+def test_promptkd_release_layout_is_tabulated(tmp_path):
+    """PromptKD's base2new_train.sh: .../shots_0/PromptKD/<cfg>/seed_<S>, Base (best validation) and Novel
+    (final test) in one log; its xd_train.sh: <target>/PromptKD/<cfg>_cross_datasets_0shots/seed<S>."""
+    tail = tmp_path / "base2new" / "train_base" / "dtd" / "shots_0" / "PromptKD" / PROMPTKD_B2N
+    promptkd_training(tail / "seed_1", [70.0, 80.0, 75.0], novel=60.0)
+    promptkd_training(tail / "seed_2", [82.0, 81.0, 78.0], novel=64.0)
+    for seed, accuracy in ((1, 90.0), (2, 92.0)):
+        upstream_training(tmp_path / "caltech101" / "PromptKD" / f"{PROMPTKD_B2N}_cross_datasets_0shots" /
+                          f"seed{seed}", accuracy, last_epoch=20)
+
+    b2n = protocol_summary(str(tmp_path), "base2new")
+    base, novel = b2n.get("PromptKD", "dtd", "Base"), b2n.get("PromptKD", "dtd", "Novel")
+    assert (base.mean, base.seeds, novel.mean, novel.seeds) == (81.0, (1, 2), 62.0, (1, 2))
+    assert protocol_summary(str(tmp_path), "base2new", metric="macro_f1").get("PromptKD", "dtd", "Base").mean == 80.0
+    xd = protocol_summary(str(tmp_path), "xd")
+    assert xd.get("PromptKD", "caltech101", "Accuracy").mean == 91.0
+    with pytest.raises(FileNotFoundError, match="No finished few_shot runs"):  # not a few-shot run
+        protocol_summary(str(tmp_path), "few_shot")
+
+    proc = subprocess.run([sys.executable, str(REPO / "parse_test_res.py"), str(tmp_path), "--table", "base2new",
+                           "--format", "csv"], capture_output=True, text=True)
+    assert "dtd,PromptKD,81.0000,1.0000,62.0000,2.0000" in proc.stdout, proc.stdout + proc.stderr
+    # CoOp's per-seed form reads the same folders (seed_<S> are its seed folders)
+    proc = subprocess.run([sys.executable, str(REPO / "parse_test_res.py"), str(tail)], capture_output=True, text=True)
+    assert "* accuracy: 62.00% +- 2.00%" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_promptkd_release_key_trainer_modal_is_an_alias(tmp_path, capsys):
+    from textrefiner.run_config import build_run_config, merge as merge_module
+
+    merge_module._noted.clear()
+    base = ["--trainer", "PromptKD", "--dataset-config-file", str(REPO / "configs" / "datasets" / "dtd.yaml")]
+    cfg = build_run_config([*base, "--config-file", str(REPO / "configs" / "trainers" / "PromptKD" /
+                                                         f"{PROMPTKD_B2N}.yaml"), "TRAINER.MODAL", "cross"])
+    assert cfg.TRAINER.PROMPTKD.MODAL == "cross"
+    yaml_file = tmp_path / "release.yaml"  # a YAML that gives the release's key
+    yaml_file.write_text("TRAINER:\n  MODAL: cross\n  PROMPTKD:\n    KD_WEIGHT: 200.0\n")
+    cfg = build_run_config([*base, "--config-file", str(yaml_file)])
+    assert (cfg.TRAINER.PROMPTKD.MODAL, cfg.TRAINER.PROMPTKD.KD_WEIGHT) == ("cross", 200.0)
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Note:")]
+    assert notes == ["Note: TRAINER.MODAL (the PromptKD release's name) is read as TRAINER.PROMPTKD.MODAL"]
+    # a launcher step given the release's key knows it was given ours (a test step does not replace it)
+    step = base2new_test(Setup("PromptKD", PROMPTKD_B2N, opts=("TRAINER.MODAL", "base2novel")), "dtd", 1)
+    assert step.given_keys == {"TRAINER.PROMPTKD.MODAL"}

@@ -19,6 +19,10 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from yacs.config import CfgNode as CN
 
+#: other repositories' names of our keys, read as ours with one ``Note:`` line per process
+#: (``run_config/merge.py``): PromptKD's release scripts pass ``TRAINER.MODAL base2novel`` / ``cross``
+KEY_ALIASES = {"TRAINER.MODAL": "TRAINER.PROMPTKD.MODAL"}
+
 
 class ConfigError(ValueError):
     """A config that cannot run; the message says what to change."""

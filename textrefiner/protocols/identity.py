@@ -12,8 +12,10 @@ all leave out, so the same run written elsewhere is the same run. Every
 resumed with the settings it was started with.
 
 A folder (or a sibling seed folder of the same experiment) made with other settings is never
-skipped silently: the step refuses, naming both settings and the two ways out (a run tag, which
-gives the run its own folder, or overwrite, which deletes the other run).
+skipped silently: the step refuses, naming both settings and the ways out: for a training, a run
+tag (which gives the run its own folder) or overwrite (which deletes the other run); for an
+evaluation, overwrite, which replaces the evaluation only, never the model it evaluates (what an
+evaluation takes from its model's training: ``evaluated.py``).
 """
 import os
 import os.path as osp
@@ -68,7 +70,10 @@ def suggested_tag(changes: Sequence[Tuple[str, object, object]], expected_hash: 
     return tag if tag and len(tag) <= 48 and not tag.startswith("seed") else f"settings-{expected_hash[:8]}"
 
 
-def conflict_message(step_dir: str, other_dir: str, record: dict, expected: Tuple[str, Dict[str, object]]) -> str:
+def conflict_message(step_dir: str, other_dir: str, record: dict, expected: Tuple[str, Dict[str, object]],
+                     model_dir: str = "") -> str:
+    """The refusal, with the ways out: for a training, a run tag or overwrite (which deletes the other run);
+    for an evaluation (``model_dir``: the model it evaluates), overwrite, which replaces only the evaluation."""
     expected_hash, settings = expected
     changes = differences(record.get(SETTINGS_KEY) or {}, settings)
     if changes:
@@ -78,6 +83,12 @@ def conflict_message(step_dir: str, other_dir: str, record: dict, expected: Tupl
     else:
         what = f"Its config hash is {record.get(HASH_KEY)}, this step's is {expected_hash}."
     where = "this step's folder" if other_dir == step_dir else f"{other_dir}, a seed of the same experiment"
+    if model_dir:
+        return (
+            f"{where} holds an evaluation made with other settings than this step's ({step_dir}). {what} "
+            f"Pass the KEY VALUE pairs it was made with, or replace it: OVERWRITE=1 / --overwrite deletes only "
+            f"the evaluation in {step_dir} and evaluates again (the model in {model_dir} is not touched)."
+        )
     tag = suggested_tag(changes, expected_hash)
     return (
         f"{where} holds a run made with other settings than this step's ({step_dir}). {what} "
@@ -96,11 +107,11 @@ def seed_folders(step_dir: str) -> List[str]:
             if n != own and re.fullmatch(r"seed\d+", n) and osp.isdir(osp.join(parent, n))]
 
 
-def find_conflict(step_dir: str, expected: Tuple[str, Dict[str, object]]) -> Optional[str]:
+def find_conflict(step_dir: str, expected: Tuple[str, Dict[str, object]], model_dir: str = "") -> Optional[str]:
     """The message for the first folder (this step's, then its sibling seeds') whose run was made
-    with other settings; None if there is none."""
+    with other settings; None if there is none. ``model_dir``: the model an evaluation step evaluates."""
     for folder in [step_dir, *seed_folders(step_dir)]:
         record = recorded(folder)
         if not same_settings(record, expected):
-            return conflict_message(step_dir, folder, record, expected)
+            return conflict_message(step_dir, folder, record, expected, model_dir)
     return None

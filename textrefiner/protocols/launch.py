@@ -16,11 +16,15 @@ Environment (all optional):
     OUTPUT    output root (default: ./output)
     SHOTS     shots per class for base2new and xd steps (default: 16; 0 = every training image)
     TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
-    OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder)
+    OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder; for a
+              test step only the evaluation's folder, never the model it evaluates)
     PYTHON    interpreter scripts/protocol.sh starts (default: python)
     TEACHER_DIR        promptkd, train_teacher: root of the teachers in the PromptKD release's layout, which
                        PromptKD reads and train_teacher writes (default: ./teacher_model; teacher_layout.py)
     TEACHER_OVERWRITE  train_teacher: 1 replaces an existing teacher file (default: refuse)
+A test step (base2new_test, xd_test) evaluates the model its training step made with that training's
+settings (its result.json): of the training's KEY VALUE overrides, repeat only those that change what
+is evaluated (backbone, input size, the model's prompts and TextRefiner head; protocols/evaluated.py).
 The GPU is the user's choice: export CUDA_VISIBLE_DEVICES yourself before running a script.
 """
 import os

@@ -11,7 +11,11 @@ The launchers in ``scripts/<host>/`` run one step; the sweep runs jobs made of s
   ``result.json``: ``model-best.pth.tar`` when the config kept the best validation model
   (``TEST.FINAL_MODEL best_val``, as the shipped configs do), else the last epoch
   (``--load-epoch``); a training folder made by the upstream scripts (log.txt and
-  checkpoints, no result.json) is used as it is (``results/upstream.py``).
+  checkpoints, no result.json) is used as it is (``results/upstream.py``);
+* an evaluation takes the training's settings from that ``result.json`` (``evaluated.py``):
+  training-only keys the test step was not given come from the training, and keys that
+  change what is evaluated must agree (else it refuses, naming the ``KEY VALUE`` pairs to
+  pass). Its overwrite replaces the evaluation's folder, never the model's.
 """
 
 import os
@@ -22,13 +26,15 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, TextIO, Tuple
+from typing import FrozenSet, List, Optional, Sequence, TextIO, Tuple
 
+from ..config import KEY_ALIASES
 from ..resources import child_env, config_path
 from ..results.benchmarks import SHOTS, XD_SOURCE
 from ..results.layout import RunKey, run_dir
-from ..results.record import HASH_KEY, RESULT_FILE, read_result
+from ..results.record import HASH_KEY, RESULT_FILE, SETTINGS_KEY, read_result
 from ..results.upstream import upstream_record
+from .evaluated import adopted, as_options, mismatch_message, model_mismatches
 from .identity import (
     SETTINGS_FILE, SettingsConflict, expected_settings, find_conflict, recorded, same_settings, write_settings,
 )
@@ -51,6 +57,11 @@ EVALUATION_ONLY_TRAINERS = ("ZeroshotCLIP",)
 
 class ModelNotReady(RuntimeError):
     """An evaluation step was asked for before the training it evaluates finished."""
+
+
+class ModelMismatch(SettingsConflict):
+    """An evaluation step's config gives other values than its model's training to keys that change
+    what is evaluated (the model's structure, its backbone, its input)."""
 
 
 def dataset_config(dataset: str) -> str:
@@ -99,13 +110,46 @@ class Step:
     opts: Tuple[str, ...]
     #: for an evaluation: the training step whose model it loads
     evaluates: Optional["Step"] = None
-    #: replace a run made with other settings instead of refusing
+    #: replace a run made with other settings instead of refusing (an evaluation: its own folder only)
     overwrite: bool = False
+    #: the config keys the user's ``KEY VALUE`` pairs give (an evaluation never replaces them)
+    given_keys: FrozenSet[str] = frozenset()
+
+    def _trained_settings(self, or_evaluated: bool = False) -> Optional[dict]:
+        """For an evaluation: the settings its model was trained with (None: unknown or not trained);
+        ``or_evaluated``: with the model's folder gone, those this evaluation recorded when it ran."""
+        record = self.evaluates.record if self.evaluates is not None else None
+        if record is None and or_evaluated and self.evaluates is not None:
+            record = recorded(self.output_dir)
+        settings = record.get(SETTINGS_KEY) if record else None
+        return settings if isinstance(settings, dict) else None
+
+    @property
+    def adopted(self) -> Tuple[str, ...]:
+        """For an evaluation: ``KEY VALUE`` pairs of the training-only keys it takes from its model's training."""
+        trained = self._trained_settings(or_evaluated=True)
+        if trained is None:
+            return ()
+        return as_options(adopted(trained, expected_settings(self.flags + self.opts)[1], self.given_keys))
+
+    @property
+    def all_opts(self) -> Tuple[str, ...]:
+        """The ``KEY VALUE`` pairs train.py gets: the step's, then what an evaluation takes from its training."""
+        return self.opts + self.adopted
 
     @property
     def expected(self):
         """(config hash, settings) of the config train.py will build for this step."""
-        return expected_settings(self.flags + self.opts)
+        return expected_settings(self.flags + self.all_opts)
+
+    def check_model(self) -> None:
+        """For an evaluation of a finished training: refuse if a key that changes what is evaluated differs."""
+        trained = self._trained_settings()
+        if trained is None:
+            return
+        changes = model_mismatches(trained, expected_settings(self.flags + self.opts)[1])
+        if changes:
+            raise ModelMismatch(mismatch_message(self.evaluates.output_dir, changes))
 
     @property
     def record(self) -> Optional[dict]:
@@ -126,29 +170,28 @@ class Step:
 
     def conflict(self) -> Optional[str]:
         """Why this step must not run into its folder (another setting's run is there), or None."""
-        return find_conflict(self.output_dir, self.expected)
+        model_dir = self.evaluates.output_dir if self.evaluates is not None else ""
+        return find_conflict(self.output_dir, self.expected, model_dir)
 
     def model_flags(self) -> List[str]:
         if self.evaluates is None:
             return []
         train = self.evaluates
-        if not train.done:
-            conflict = osp.isdir(train.output_dir) and train.conflict()
-            if conflict:
-                raise SettingsConflict(f"The model to evaluate was trained with other settings: {conflict}")
+        record = train.record
+        if record is None:
             raise ModelNotReady(
                 f"{train.output_dir} holds no {RESULT_FILE}: the training this step evaluates has not finished. "
                 f"Run the {train.key.kind} step for {train.key.dataset} seed {train.key.seed} first "
                 f"(scripts/<host>/{train.key.kind}.sh, or a sweep)."
             )
-        record = train.record
+        self.check_model()
         flags = ["--eval-only", "--model-dir", train.output_dir]
         if record["final_model"] != "best_val":
             flags += ["--load-epoch", str(record["max_epoch"])]
         return flags
 
     def command(self) -> List[str]:
-        return [*TRAIN_COMMAND, *self.flags, *self.model_flags(), *self.opts]
+        return [*TRAIN_COMMAND, *self.flags, *self.model_flags(), *self.all_opts]
 
 
 def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol_opts: Sequence,
@@ -167,7 +210,7 @@ def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol
     host = host_of(setup.trainer)
     host_opts = host.step_opts(kind, dataset) if host else ()
     return Step(key, output_dir, flags, tuple(map(str, (*protocol_opts, *host_opts))) + tuple(setup.opts), evaluates,
-                setup.overwrite)
+                setup.overwrite, frozenset(KEY_ALIASES.get(k, k) for k in setup.opts[::2]))
 
 
 def base2new_train(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
@@ -205,9 +248,11 @@ def few_shot(setup: Setup, dataset: str, shots: int, seed: int) -> Step:
 
 def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = None) -> int:
     """Run ``step`` unless done; train.py's output goes to ``log`` (default: this terminal).
-    Returns train.py's exit status (0 for a skipped step); raises ModelNotReady, and
+    Returns train.py's exit status (0 for a skipped step); raises ModelNotReady, ModelMismatch (an
+    evaluation whose model was built with other values of keys that change what is evaluated), and
     SettingsConflict for a folder made with other settings (unless the step may overwrite it)."""
     out = log or sys.stdout
+    step.check_model()
     if step.done:
         print(f"Skip: {step.output_dir} already holds {RESULT_FILE} made with the same settings", file=out, flush=True)
         return 0
@@ -215,9 +260,13 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
     if conflict and not step.overwrite:
         raise SettingsConflict(conflict)
     if conflict and not same_settings(recorded(step.output_dir), step.expected):
-        print(f"Overwrite: deleting {step.output_dir} (a run made with other settings)", file=out, flush=True)
+        kept = f"; the model in {step.evaluates.output_dir} is kept" if step.evaluates is not None else ""
+        print(f"Overwrite: deleting {step.output_dir} (a run made with other settings{kept})", file=out, flush=True)
         shutil.rmtree(step.output_dir)
     command = step.command()
+    if step.adopted:
+        print(f"Note: evaluating the model in {step.evaluates.output_dir} with the settings it was trained with: "
+              f"{shlex.join(step.adopted)} (from its {RESULT_FILE})", file=out)
     if osp.isdir(step.output_dir):
         how = "resuming from its checkpoints" if step.evaluates is None else "evaluating again"
         print(f"{step.output_dir} exists without {RESULT_FILE} (interrupted or failed): {how}", file=out)

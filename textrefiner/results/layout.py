@@ -22,11 +22,20 @@ A run tag (an ablation's own folder, ``TAG=`` in the launchers) is one more fold
 Dataset names are the config names (``configs/datasets/<dataset>.yaml``). Folders of this
 package's earlier layout (``xd/<dataset>/shots_<K>/...``, ``few_shot/<dataset>/...``) are
 still read back (``LEGACY_LAYOUT``), never written.
+
+PromptKD's release scripts write the same templates with two differences, both read back:
+``base2new_train.sh`` names the seed folder ``seed_<S>`` (and uses ``shots_0``, every training
+image, which is just a shot count), and ``xd_train.sh`` trains one student per target into the
+few-shot template with its cross-dataset config, ``<target>/PromptKD/<cfg>_cross_datasets_0shots/
+seed<S>``: a folder of that template on a target other than ImageNet whose config name ends in
+``_cross_datasets`` reads back as a cross-dataset training on that target (``xd_train``). What the
+logs of PromptKD's base-to-novel trainings hold (Base and Novel in one log) is read by
+``upstream.py``.
 """
 import os
 import os.path as osp
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Pattern
 
 from .benchmarks import XD_SOURCE
@@ -51,6 +60,10 @@ LEGACY_LAYOUT: Dict[str, str] = {
 }
 
 _NUMERIC_FIELDS = ("shots", "seed")
+#: how PromptKD's release scripts name a seed folder in base-to-novel (ours: ``seed<S>``)
+PROMPTKD_SEED_FOLDER = re.compile(r"seed_\d+")
+#: the config-name suffix of the releases' cross-dataset configs (MaPLe, PromptSRC, PromptKD)
+CROSS_DATASET_CONFIG = "_cross_datasets"
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,8 @@ def _pattern(template: str) -> Pattern:
             regex += re.escape(part)
         elif part == "tag":
             regex += r"(?:/(?P<tag>[^/]+))?"
+        elif part == "seed":  # seed<S>, and PromptKD's seed_<S>
+            regex += r"_?(?P<seed>\d+)"
         else:
             regex += rf"(?P<{part}>\d+)" if part in _NUMERIC_FIELDS else rf"(?P<{part}>[^/]+)"
     return re.compile(regex + r"\Z")
@@ -113,5 +128,8 @@ def parse_run_dir(relative_path: str) -> Optional[RunKey]:
         match = pattern.match(path)
         if match:
             fields = {k: v for k, v in match.groupdict().items() if v is not None}
-            return RunKey(kind=kind, **{k: int(v) if k in _NUMERIC_FIELDS else v for k, v in fields.items()})
+            key = RunKey(kind=kind, **{k: int(v) if k in _NUMERIC_FIELDS else v for k, v in fields.items()})
+            if kind == "few_shot" and key.dataset != XD_SOURCE and key.cfg.endswith(CROSS_DATASET_CONFIG):
+                key = replace(key, kind="xd_train")  # PromptKD's xd_train.sh: one student per target
+            return key
     return None

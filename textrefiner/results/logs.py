@@ -17,13 +17,15 @@ import os
 import os.path as osp
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 LOG_FILE = "log.txt"
 #: Dassl's progress line; ``eta`` is datetime.timedelta's text ("1 day, 2:03:04" past a day)
 EPOCH_LINE = re.compile(r"^epoch \[(\d+)/(\d+)\] batch \[(\d+)/(\d+)\] .*\beta (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)\s*$")
 END_OF_TRAINING = "Finish training"
 START_OF_RESULT = "=> result"
+#: what Dassl prints before each validation during training (TEST.FINAL_MODEL best_val)
+VALIDATION = "Evaluate on the *val* set"
 
 
 @dataclass
@@ -72,6 +74,27 @@ def read_metric(path: str, keyword: str, end_signal: str) -> Optional[float]:
             if match:
                 value = float(match.group(1))
     return value
+
+
+def best_validation(path: str) -> Dict[str, float]:
+    """The metrics of the validation (``Evaluate on the *val* set``) with the highest accuracy before
+    ``Finish training``: the evaluation whose model Dassl keeps as ``model-best`` (the first of equals,
+    as Dassl keeps it); empty if the log holds none."""
+    metric = re.compile(r"\* (\w+): ([\.\deE+-]+)%")
+    best, current = {}, None
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == END_OF_TRAINING:
+                break
+            if line.startswith("Evaluate on the "):
+                current = {} if line == VALIDATION else None
+            match = metric.match(line) if current is not None else None
+            if match:
+                current[match.group(1)] = float(match.group(2))
+                if "accuracy" in current and current["accuracy"] > best.get("accuracy", -1.0):
+                    best = current
+    return dict(best)
 
 
 def newest_result(run_dir: str, keyword: str, end_signal: str) -> Optional[LogResult]:

@@ -1,13 +1,13 @@
-"""Runs without ``result.json``: made by the upstream scripts (CoOp, CoCoOp, MaPLe, PromptSRC)
-or by this package before it wrote one. What their ``log.txt`` and checkpoints say is enough
-to tabulate them and to evaluate their models.
+"""Runs without ``result.json``: made by the upstream scripts (CoOp, CoCoOp, MaPLe, PromptSRC,
+PromptKD) or by this package before it wrote one. What their ``log.txt`` and checkpoints say is
+enough to tabulate them and to evaluate their models.
 """
 import os
 import os.path as osp
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
-from .logs import END_OF_TRAINING, START_OF_RESULT, newest_result
+from .logs import END_OF_TRAINING, START_OF_RESULT, best_validation, newest_result
 
 #: the metrics Dassl's evaluator prints, as result.json names them
 LOG_METRICS = ("accuracy", "error", "macro_f1")
@@ -52,3 +52,16 @@ def upstream_record(folder: str, training: bool) -> Optional[dict]:
         return record
     model = checkpoint_record(folder)
     return None if model is None else {**record, **model}
+
+
+def promptkd_base2new_records(folder: str) -> Optional[Tuple[dict, dict]]:
+    """(Base, Novel) of a base-to-novel training by PromptKD's release scripts (``seed_<S>``, no
+    result.json), which scores both halves in one log: every epoch's validation scores the base
+    classes' test images against the base half of the teacher's classes and the best one is the model
+    kept (Base, as PromptKD reports it), and the final test after ``Finish training`` scores the novel
+    classes with that model (Novel). None unless the log holds both."""
+    novel = log_record(folder, training=True)
+    base = best_validation(novel["log"]) if novel else {}
+    if "accuracy" not in base:
+        return None
+    return {**{k: v for k, v in base.items() if k in LOG_METRICS}, "log": novel["log"]}, novel

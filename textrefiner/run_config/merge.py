@@ -4,6 +4,7 @@ overrides, a YAML file that gives a key twice."""
 import difflib
 from typing import List, Sequence
 
+from textrefiner.config import KEY_ALIASES
 from textrefiner.errors import UserError
 
 
@@ -51,8 +52,41 @@ def duplicate_keys(path: str) -> List[str]:
     return found
 
 
+_noted = set()
+
+
+def _note_alias(alias: str) -> str:
+    key = KEY_ALIASES[alias]
+    if alias not in _noted:
+        _noted.add(alias)
+        print(f"Note: {alias} (the PromptKD release's name) is read as {key}")
+    return key
+
+
+def _alias_opts(opts: Sequence) -> List:
+    opts = list(opts)
+    return [_note_alias(x) if i % 2 == 0 and x in KEY_ALIASES else x for i, x in enumerate(opts)]
+
+
+def _alias_file(loaded) -> None:
+    """Move the aliased keys a loaded YAML file gives to our names."""
+    for alias in KEY_ALIASES:
+        *parents, leaf = alias.split(".")
+        node = loaded
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            value = node.pop(leaf)
+            *target_parents, target_leaf = _note_alias(alias).split(".")
+            node = loaded
+            for part in target_parents:
+                node = node.setdefault(part, type(loaded)())
+            node[target_leaf] = value
+
+
 def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
-    """``cfg.merge_from_file(path)`` or ``cfg.merge_from_list(opts)``, with yacs's errors made one line."""
+    """``cfg.merge_from_file(path)`` or ``cfg.merge_from_list(opts)``, with yacs's errors made one line
+    and the keys of ``KEY_ALIASES`` read as ours."""
     where = path or "the command line"
     if opts and len(opts) % 2:
         raise UserError(f"Config overrides come in KEY VALUE pairs; got an odd number: {list(opts)}")
@@ -62,9 +96,12 @@ def merge_config(cfg, path: str = "", opts: Sequence = ()) -> None:
             if twice:
                 raise UserError(f"{path} gives {', '.join(twice)} twice; YAML would keep only the last (a second "
                                 "block replaces the whole first one): merge them into one")
-            cfg.merge_from_file(path)
+            with open(path) as f:  # yacs's merge_from_file, with the aliases renamed in between
+                loaded = cfg.load_cfg(f)
+            _alias_file(loaded)
+            cfg.merge_from_other_cfg(loaded)
         else:
-            cfg.merge_from_list(list(opts))
+            cfg.merge_from_list(_alias_opts(opts))
     except (KeyError, AssertionError) as e:
         message = str(e.args[0]) if e.args else ""
         if "Non-existent" not in message:  # yacs: "Non-existent config key: K" / "Non-existent key: K"

@@ -35,6 +35,10 @@ from textrefiner.results import build_record, write_result
 
 from .resume import foreign_folders, resume, run_entry
 
+#: the end-of-training line CoOp's parse_test_res.py waits for (see ``PromptTrainer.after_train``)
+FINISHED_TRAINING = "Finished training"
+
+
 class PromptTrainer(TrainerX):
     """Base class of the CoOp-family trainers; subclasses implement ``build_host`` and, where the
     host's loss is not cross-entropy with the labels, ``training_target``/``host_losses``."""
@@ -216,6 +220,14 @@ class PromptTrainer(TrainerX):
         # an epoch's saves are one commit (model-best waits for model.pth.tar-N); real Dassl's
         # after_epoch knows nothing of that, so close it here on both frameworks
         commit_pending_save(self)
+
+    def after_train(self) -> None:
+        # Dassl prints "Finish training" before the final test, and its tools/parse_test_res.py reads the
+        # metrics after that line; CoOp's parse_test_res.py waits for "Finished training" (Dassl's older
+        # wording) instead. Both latch on their exact line and keep the last metric after it, so this line,
+        # printed right before Dassl's with nothing between, lets both read the same final test.
+        print(FINISHED_TRAINING)
+        super().after_train()
 
     def step_lr_at_epoch_end(self) -> None:
         if (self.batch_idx + 1) == self.num_batches:
