@@ -123,17 +123,18 @@ def test_maple_aliases_reach_the_same_step(step, tmp_path):
     assert proc.returncode == 2 and f"scripts/maple/{step}.sh DATASET SEED" in proc.stderr
 
 
-def test_a_cocoop_yaml_fails_in_one_line_naming_the_fix(tmp_path, capsys):
+def test_a_yaml_of_a_method_we_do_not_have_fails_in_one_line_naming_the_fix(tmp_path, capsys):
+    """KgCoOp's YAML (its own TRAINER.KGCOOP section): CoCoOp's is ours since CoCoOp became a host."""
     from textrefiner.cli.train import main as train_py
 
-    config = tmp_path / "vit_b16_c4_ep10_batch1_ctxv1.yaml"
-    config.write_text("TRAINER:\n  COCOOP:\n    N_CTX: 4\n    PREC: fp16\n")
+    config = tmp_path / "vit_b16_ep10_ctxv1.yaml"
+    config.write_text("TRAINER:\n  KGCOOP:\n    N_CTX: 4\n    PREC: fp16\n")
     with pytest.raises(SystemExit) as exit_info:
         train_py(["--config-file", str(config), "--trainer", "CoOp", "--output-dir", str(tmp_path / "out")])
     assert exit_info.value.code == 1
     captured = capsys.readouterr()  # the Error line goes to stderr before the log file exists
     out = captured.out + captured.err
-    assert "Unknown config key TRAINER.COCOOP" in out and "configs/trainers/<Trainer>/" in out
+    assert "Unknown config key TRAINER.KGCOOP" in out and "configs/trainers/<Trainer>/" in out
 
 
 PROMPTKD_B2N = "vit_b16_c2_ep20_batch8_4+4ctx"
