@@ -71,6 +71,8 @@ HOSTS: Dict[str, Host] = {
         configs={p: "vit_b16_c4_ep10_batch1_ctxv1" for p in ("base2new", "xd", "few_shot")},
         config_key="COCOOP",
         testbed_cfg="testbed_c4_ep10_batch1_ctxv1",
+        # batch 1 for 10 epochs (1,920 steps on the testbed) would double the demo's time
+        in_demo=False,
     ),
     # MaPLe's release configs; it ships none for few-shot, which uses the base-to-novel one
     "maple": Host(
