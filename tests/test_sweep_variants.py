@@ -82,9 +82,10 @@ def refused(argv, capsys) -> str:
     (["--variant", "m5", CACHE, "5", "--tag", "x"], "tag and variants: each variant's name is its run tag"),
     # the config each variant builds, checked as train.py checks it
     (["--variant", "m0", CACHE, "0"], "TRAINER.TEXTREFINER.CACHE_SIZE (local-cache entries M) must be a whole "
-                                      "number >= 1, got 0 (variant m0 of --variant"),
+                                      "number >= 1, got 0 (with variant m0 of --variant, on top of the overrides after --)"),
     (["--variant", "m5", "TRAINER.TEXTREFINER.CACHE_SIZ", "5"],
-     "Unknown config key TRAINER.TEXTREFINER.CACHE_SIZ in variant m5 of --variant"),
+     "Unknown config key TRAINER.TEXTREFINER.CACHE_SIZ in variant m5 of --variant, on top of the overrides after "
+     "-- (did you mean TRAINER.TEXTREFINER.CACHE_SIZE?)"),
     (["--variant", "m25", CACHE, "25", "--variant", "release"],
      "variants m25 and release of --variant build the same config for CoOp_TextRefiner"),
 ])

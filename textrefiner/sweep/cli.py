@@ -198,7 +198,8 @@ def sweep(args: argparse.Namespace, opts: Optional[List[str]]) -> None:
         opts_source = f"the opts of {args.config}"
     else:
         opts_source = "no overrides"
-    check_configs(jobs, opts_source, variants="--variant" if args.variant else args.config)
+    variants_source = ("--variant" if args.variant else args.config) if settings.variants else ""
+    check_configs(jobs, opts_source, variants=variants_source)
     variants = f" x {len(settings.variants)} variant(s)" if settings.variants else ""
     print(f"Sweep: {settings.protocol}, {len(settings.datasets)} dataset(s) x {len(settings.shots)} shot count(s) x "
           f"{len(settings.seeds)} seed(s) x {len(settings.trainers)} trainer(s){variants} = {len(jobs)} jobs; "

@@ -40,7 +40,7 @@ def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts", va
             if group in checked:
                 continue
             checked.add(group)
-            source = f"variant {key.tag} of {variants} (with {opts_source})" if variants else opts_source
+            source = f"variant {key.tag} of {variants}, on top of {opts_source}" if variants else opts_source
             try:
                 # merge_config (inside build_run_config) and check_cfg_values: the checks train.py runs
                 cfg = build_run_config(step.flags + step.opts)
@@ -50,7 +50,7 @@ def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts", va
                 if " in the command line" in message:  # merge_config's word for train.py's KEY VALUE pairs
                     message = message.replace(" in the command line", f" in {source}")
                 else:
-                    message += f" ({source})"
+                    message += f" (with {source})"
                 raise UserError(f"{message}; the config of {key.kind} {key.dataset} {key.trainer} {key.cfg} "
                                 "would fail in train.py: nothing started") from None
             if variants:
