@@ -185,3 +185,13 @@ def test_a_variant_sweep_runs_each_variant_skips_them_on_rerun_and_tabulates_the
         with pytest.raises(SystemExit) as stop:
             parse_test_res([str(out), "--table", "base2new", "--x", CACHE, "--save", str(tmp_path / "m.png")])
         assert "pip install matplotlib" in stop.value.code and not (tmp_path / "m.png").exists()
+
+
+def test_the_shipped_ablation_sweep_lists_one_job_per_variant_and_seed(tmp_path, capsys):
+    config = REPO / "configs" / "sweeps" / "ablation_cache_synthetic.yaml"
+    sweep(["--config", str(config), "--output", str(tmp_path / "out"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "x 5 variant(s) = 10 jobs" in out
+    for variant in ("no_tr", "m1", "m5", "m10", "m25"):
+        assert f"CoOp_TextRefiner [{variant}] seed 2: todo" in out
+        assert os.path.join("vit_b16_ep10_ctxv1", variant, "seed2") in out
