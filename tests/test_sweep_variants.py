@@ -56,6 +56,8 @@ def test_each_variant_is_its_own_identity_folder_and_job(tmp_path):
     # the flags: --variant NAME [KEY VALUE ...], repeated; they replace the file's variants
     flags = settings_from(*parse(["--config", config, *GRID, "--variant", "m5", CACHE, "5", "--variant", "base"]))
     assert flags.variants == {"m5": [CACHE, "5"], "base": []}
+    two = settings_from(*parse(["--config", config, *GRID, "--trainers", "CoOp", "CoOp_TextRefiner"]))
+    assert len(two.jobs()) == 12 and two.compare is None, "with variants, no default A/B comparison"
 
 
 def refused(argv, capsys) -> str:
@@ -80,6 +82,8 @@ def refused(argv, capsys) -> str:
     (["--variant", "o", "OUTPUT_DIR", "x"], "variant 'o' sets OUTPUT_DIR"),
     (["--variant", "m5", CACHE, "5", CACHE, "6"], "variant 'm5' sets TRAINER.TEXTREFINER.CACHE_SIZE twice"),
     (["--variant", "m5", CACHE, "5", "--tag", "x"], "tag and variants: each variant's name is its run tag"),
+    (["--variant", "m5", CACHE, "5", "--trainers", "CoOp", "CoOp_TextRefiner", "--compare", "CoOp",
+      "CoOp_TextRefiner"], "compare and variants: the table has a row per trainer and variant"),
     # the config each variant builds, checked as train.py checks it
     (["--variant", "m0", CACHE, "0"], "TRAINER.TEXTREFINER.CACHE_SIZE (local-cache entries M) must be a whole "
                                       "number >= 1, got 0 (with variant m0 of --variant, on top of the overrides after --)"),
@@ -125,6 +129,7 @@ def test_a_variant_sweep_runs_each_variant_skips_them_on_rerun_and_tabulates_the
     first = run_sweep(seed1, tmp_path)  # seed 1 trains (train.py, each variant); seed 2 is written below
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "x 2 variant(s) = 2 jobs" in first.stdout and "2 ran, 0 skipped" in first.stdout
+    assert "Variant" in first.stdout.split("2 ran, 0 skipped")[1], "the sweep's own table has the Variant column"
     mtimes = {}
     for variant, cache in (("m1", 1), ("m4", 4)):
         for kind in ("base2new_train", "base2new_test"):

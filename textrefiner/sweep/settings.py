@@ -24,6 +24,7 @@ Every key (all optional):
     log_dir: output/sweep_logs    # per-job logs and sweep_report.json (default: <output>/sweep_logs)
     compare: [CoOp, CoOp_TextRefiner]   # the final table: A and B side by side, with B-A; default
                                   # with two trainers: the baseline as A, its TextRefiner variant as B
+                                  # (none with variants: their table has a Variant column instead)
 
 The whole file is checked before anything runs (``UserError``, one line naming the key): an
 unknown key, a value of the wrong type, an empty list or mapping (leave the key out for its
@@ -112,7 +113,11 @@ class SweepSettings:
             raise UserError(f"compare names {', '.join(unknown)}, which this sweep does not run (its trainers: "
                             f"{', '.join(self.trainers)})")
         self.check_variants()
-        if self.compare is None and len(self.trainers) == 2:
+        if self.compare and self.variants:
+            raise UserError("compare and variants: the table has a row per trainer and variant; compare two of "
+                            "them afterwards with parse_test_res.py OUTPUT --table PROTOCOL --compare A B (the "
+                            "labels it lists), or drop compare")
+        if self.compare is None and len(self.trainers) == 2 and not self.variants:
             # the baseline first (A) and its TextRefiner variant second (B), whatever order the
             # trainers run in (the host lists CoOp_TextRefiner first): B-A is TextRefiner's gain
             self.compare = sorted(self.trainers, key=lambda t: t.endswith("_TextRefiner"))
