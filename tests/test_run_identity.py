@@ -104,8 +104,9 @@ def test_launchers_refuse_tag_and_overwrite_and_the_table_keeps_two_settings(dat
 
     proc = subprocess.run([sys.executable, str(REPO / "parse_test_res.py"), str(out), "--table", "few_shot",
                            "--format", "csv"], capture_output=True, text=True, check=True)
-    methods = [r["Method"] for r in csv.DictReader(io.StringIO(proc.stdout)) if r["Dataset"] == "synthetic"]
-    assert methods == [f"CoOp_TextRefiner ({CFG})", f"CoOp_TextRefiner ({CFG}/lr0.01)"]
+    methods = [(r["Method"], r["Variant"]) for r in csv.DictReader(io.StringIO(proc.stdout))
+               if r["Dataset"] == "synthetic"]
+    assert methods == [("CoOp_TextRefiner", "-"), ("CoOp_TextRefiner", "lr0.01")]  # the tag: its Variant
 
     overwritten = launch("few_shot.sh", "synthetic", 2, 1, *LAUNCH_OPTS, *OTHER_LR, env=env, cwd=tmp_path,
                          extra_env={"OVERWRITE": "1"})

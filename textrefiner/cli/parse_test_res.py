@@ -18,6 +18,13 @@ sweep write into):
     python parse_test_res.py output --table xd | few_shot [--format markdown|csv] [--save t.md t.csv t.png]
     python parse_test_res.py output --table base2new | xd --paper     # ours beside the paper's numbers
 
+Ablations (a sweep's variants, or runs with TAG=): each variant is a row, its name in the
+Variant column; --variants keeps some; --x KEY puts every column against the value each run
+recorded for a numeric config key, seed spread as error bars (.png needs matplotlib):
+
+    python parse_test_res.py output --table base2new --variants m1 m5 m10 m25
+    python parse_test_res.py output --table base2new --x TRAINER.TEXTREFINER.CACHE_SIZE --save m.png m.md m.csv
+
 --paper compares per dataset, and an average only over the datasets both have (its row names
 them, e.g. "Average over caltech101, dtd (2 of the paper's 11)"); on datasets the paper never
 used (the testbed's) it says there is nothing to compare and prints our table alone.
@@ -42,8 +49,9 @@ import numpy as np
 from textrefiner.errors import UserError
 from textrefiner.results.logs import END_OF_TRAINING, START_OF_RESULT, seed_results
 from textrefiner.results.paper import TABLES, paper_comparison
-from textrefiner.results.render import FORMATS, render, save
+from textrefiner.results.render import FORMATS, render, render_versus, save, save_versus
 from textrefiner.results.tables import SUMMARIES, protocol_summary
+from textrefiner.results.versus import versus
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="base2new, xd: our means beside the paper's Table 1 / Table 2, with ours - paper")
     tables.add_argument("--trainers", nargs="+", help="only these trainers")
     tables.add_argument("--cfg", help="only this trainer config name")
+    tables.add_argument("--variants", nargs="+", metavar="NAME",
+                        help="only these variants (run tags: a sweep's variant names, TAG=)")
+    tables.add_argument("--x", metavar="KEY",
+                        help="each column against the numeric value of config KEY the runs recorded (an "
+                             "ablation's variants), seed spread as error bars; --save .png plots it")
     tables.add_argument("--datasets", nargs="+", help="rows to show (default: every dataset found)")
     tables.add_argument("--seeds", nargs="+", type=int, help="seeds expected (default: every seed found)")
     tables.add_argument("--shots", nargs="+", type=int, help="only these shot counts")
@@ -137,10 +150,14 @@ def print_table(args) -> int:
         raise UserError(f"--paper: the paper has tables for {', '.join(TABLES)} only (no {args.table} table)")
     if args.paper and (args.keyword != "accuracy" or args.compare):
         raise UserError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
+    if args.x and (args.paper or args.compare):
+        raise UserError("--x plots the variants against a config value, alone: drop --paper and --compare")
     summary = protocol_summary(
-        args.directory, args.table, trainers=args.trainers, cfg=args.cfg, metric=args.keyword,
-        datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
+        args.directory, args.table, trainers=args.trainers, cfg=args.cfg, variants=args.variants,
+        metric=args.keyword, datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
     )
+    if args.x:
+        return print_versus(args, summary)
     print(render(summary, args.format, args.compare, paper=args.paper), end="")
     if args.format == "csv":  # keep the CSV on stdout clean; the gaps still get said
         for note in paper_comparison(summary).notes if args.paper else ():
@@ -149,6 +166,18 @@ def print_table(args) -> int:
             print(f"missing or incomplete: {note}", file=sys.stderr)
     for path in args.save:
         print(f"Table written to {save(summary, path, args.compare, paper=args.paper)}", file=sys.stderr)
+    return _partial(args, "see 'Missing or incomplete'") if summary.partial else 0
+
+
+def print_versus(args, summary) -> int:
+    """``--x KEY``: the table against KEY, and its files."""
+    result = versus(summary, args.x)
+    print(render_versus(result, args.format), end="")
+    if args.format == "csv":
+        for note in result.notes + summary.notes:
+            print(f"missing or incomplete: {note}", file=sys.stderr)
+    for path in args.save:
+        print(f"Table written to {save_versus(result, path)}", file=sys.stderr)
     return _partial(args, "see 'Missing or incomplete'") if summary.partial else 0
 
 

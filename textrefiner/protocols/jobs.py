@@ -27,13 +27,15 @@ class Job:
 
     @property
     def name(self) -> str:
-        """Unique within an output tree; used for the job's log file."""
+        """Unique within an output tree (a tagged job ends in its run tag); used for the job's log file."""
         s = self.setup
-        return f"{self.protocol}-{self.dataset}-shots{self.shots}-{s.trainer}-{s.cfg}-seed{self.seed}"
+        name = f"{self.protocol}-{self.dataset}-shots{self.shots}-{s.trainer}-{s.cfg}-seed{self.seed}"
+        return f"{name}-{s.tag}" if s.tag else name
 
     @property
     def label(self) -> str:
-        return f"{self.protocol} {self.dataset} {self.shots}-shot {self.setup.trainer} seed {self.seed}"
+        variant = f" [{self.setup.tag}]" if self.setup.tag else ""
+        return f"{self.protocol} {self.dataset} {self.shots}-shot {self.setup.trainer}{variant} seed {self.seed}"
 
     def status(self) -> str:
         """``done`` (every step has result.json made with its settings), ``other settings`` (a

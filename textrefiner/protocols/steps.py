@@ -80,6 +80,12 @@ def check_opts(opts: Sequence[str]) -> None:
             raise ValueError(f"Do not override {key}: {PROTOCOL_KEYS[key]}")
 
 
+def check_tag(tag: str) -> None:
+    """A run tag is one folder name: letters, digits and . _ + - only, and not seed<N> (a seed's folder)."""
+    if not re.fullmatch(r"[A-Za-z0-9._+-]+", tag) or re.fullmatch(r"seed_?\d+|\.+", tag):
+        raise ValueError(f"Run tag {tag!r}: use letters, digits and . _ + - only, not dots alone, and not seed<N>")
+
+
 @dataclass(frozen=True)
 class Setup:
     """What the steps of one protocol run share: trainer, config name, data and output roots."""
@@ -97,8 +103,8 @@ class Setup:
 
     def __post_init__(self):
         check_opts(self.opts)
-        if self.tag and (not re.fullmatch(r"[A-Za-z0-9._+-]+", self.tag) or re.fullmatch(r"seed\d+", self.tag)):
-            raise ValueError(f"Run tag {self.tag!r}: use letters, digits and . _ + - only, and not seed<N>")
+        if self.tag:
+            check_tag(self.tag)
         trainer_config(self.trainer, self.cfg)  # a typo fails before anything runs
 
 

@@ -1,10 +1,12 @@
 """Optional PNG plots of a Summary: grouped bars per column (base-to-novel, cross-dataset) or
-accuracy-versus-shots curves (few-shot). matplotlib is not a dependency of this package."""
+accuracy-versus-shots curves (few-shot); and accuracy against a config value (``versus.py``: an
+ablation's variants). matplotlib is not a dependency of this package."""
 import math
 
 import numpy as np
 
 from .tables import Summary, column_shots
+from .versus import Versus, lines_by_row
 
 
 def _pyplot():
@@ -67,6 +69,40 @@ def plot_summary(summary: Summary, path: str) -> str:
     """Write the plot of ``summary`` to ``path`` (PNG); returns the path."""
     plt = _pyplot()
     fig = _curves(plt, summary) if summary.protocol == "few_shot" else _bars(plt, summary)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_versus(result: Versus, path: str) -> str:
+    """One panel per dataset (and average): every column (Base, Novel, HM, ...) against the config
+    value, one line per column and method, seed spread as error bars. Returns ``path``."""
+    plt = _pyplot()
+    panels = lines_by_row(result)
+    cols = min(3, len(panels))
+    lines = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(4.5 * cols, 3.5 * lines), squeeze=False)
+    styles = ["-", "--", ":", "-."]
+    for ax, (row, by_line) in zip(axes.flat, panels.items()):
+        for i, (line, points) in enumerate(by_line.items()):
+            x = [p[0] for p in points]
+            for j, column in enumerate(result.summary.columns):
+                cells = [p[3][column] for p in points]
+                means = [stat.mean if stat else np.nan for stat, _ in cells]
+                errors = [error if error is not None else 0.0 for _, error in cells]
+                label = column if len(by_line) == 1 else f"{column}, {line}"
+                ax.errorbar(x, means, yerr=errors, marker="o", capsize=3, color=f"C{j}",
+                            linestyle=styles[i % len(styles)], label=label)
+        values = sorted({p[0] for points in by_line.values() for p in points})
+        if len(values) <= 12:
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.set_title(row)
+        ax.set_xlabel(result.key)
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{result.summary.title} against {result.key}")
+    fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -7,7 +7,8 @@ from typing import List, Optional, Sequence, Tuple
 from tabulate import tabulate
 
 from .paper import PAPER, TABLES, paper_comparison
-from .tables import AVERAGE, Stat, Summary
+from .tables import AVERAGE, Stat, Summary, variant_names
+from .versus import Versus, versus_table
 
 FORMATS = ("terminal", "markdown", "csv")
 #: after a value averaged over an incomplete set of seeds or datasets
@@ -16,15 +17,18 @@ _TABLEFMT = {"terminal": "simple", "markdown": "github"}
 
 
 def long_table(summary: Summary) -> Tuple[List[str], List[list]]:
-    """One line per (dataset, method): every column as a Stat, and the seeds behind it."""
-    headers = ["Dataset", "Method", *summary.columns, "Seeds"]
+    """One line per (dataset, method): every column as a Stat, and the seeds behind it; with run
+    tags (variants) the method's variant in a column of its own."""
+    variants = variant_names(summary)
+    headers = ["Dataset", "Method", *(["Variant"] if variants else []), *summary.columns, "Seeds"]
     rows = []
     for row in summary.rows:
         for method in summary.methods:
             stats = [summary.get(method, row, c) for c in summary.columns]
             if any(stats):
                 seeds = sorted({s for stat in stats if stat for s in stat.seeds})
-                rows.append([row, method, *stats, ",".join(map(str, seeds))])
+                names = list(variants[method]) if variants else [method]
+                rows.append([row, *names, *stats, ",".join(map(str, seeds))])
     return headers, rows
 
 
@@ -145,4 +149,43 @@ def save(summary: Summary, path: str, compare: Optional[Sequence[str]] = None, p
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(render(summary, formats[suffix], compare, paper=paper))
+    return path
+
+
+def render_versus(result: Versus, fmt: str = "terminal") -> str:
+    """The table of ``versus.versus``: per dataset, each method's columns at its value of the key."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    summary = result.summary
+    headers, rows = versus_table(result)
+    if fmt == "csv":
+        return _csv(headers, rows, summary.spread)
+    title = f"{summary.title} against {result.key}"
+    title = title if fmt == "terminal" else f"### {title}"
+    cells = [[_text(v) for v in row] for row in rows]
+    spread = "95% confidence interval" if summary.spread == "ci95" else "std (ddof 0)"
+    lines = [title, "", tabulate(cells, headers=headers, tablefmt=_TABLEFMT[fmt], disable_numparse=True),
+             f"\n{result.key}: the value each method's runs recorded (result.json). Mean +- {spread} over seeds "
+             "(derived values: the table's value, +- the spread of the value computed seed by seed)."]
+    if summary.legend:
+        lines.append(summary.legend)
+    notes = result.notes + summary.notes
+    if notes:
+        lines += ["", "Missing or incomplete:"] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def save_versus(result: Versus, path: str) -> str:
+    """Write the table against a config value to ``path``: .md, .csv, .txt, or .png (accuracy vs the value)."""
+    suffix = path.rsplit(".", 1)[-1].lower()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if suffix == "png":
+        from .plots import plot_versus
+
+        return plot_versus(result, path)
+    formats = {"md": "markdown", "csv": "csv", "txt": "terminal"}
+    if suffix not in formats:
+        raise ValueError(f"Cannot tell the format of {path}: use a .md, .csv, .txt or .png file name")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_versus(result, formats[suffix]))
     return path

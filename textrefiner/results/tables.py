@@ -51,6 +51,12 @@ class Summary:
     partial: bool = False
     #: average row -> the rows it averages over (for a method, those of them it has values for)
     averages: Dict[str, List[str]] = field(default_factory=dict)
+    #: method -> (trainer, config name, run tag): a variant of a sweep is its run tag ("" for none)
+    origins: Dict[str, Tuple[str, str, str]] = field(default_factory=dict)
+    #: method -> the settings its runs recorded (result.json; every run of a method has the same)
+    settings: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    #: (method, row, column) -> {seed: value} behind each cell filled from runs
+    seed_values: Dict[Tuple[str, str, str], Dict[int, float]] = field(default_factory=dict)
 
     def gap(self, note: str) -> None:
         """Record something missing: a note, and the summary becomes partial."""
@@ -81,6 +87,23 @@ def method_labels(runs: Iterable[Run]) -> Dict[tuple, str]:
     for trainer, cfg in methods:
         configs_per_trainer[trainer].add(cfg)
     return {(t, c): t if len(configs_per_trainer[t]) == 1 else f"{t} ({c})" for t, c in methods}
+
+
+#: the Variant column's entry for runs without a run tag (the config's own settings)
+NO_VARIANT = "-"
+
+
+def variant_names(summary: Summary) -> Dict[str, Tuple[str, str]]:
+    """method -> (its name without the run tag, its variant), when some method has a run tag (a
+    sweep's variant, ``TAG=``): the name is the trainer, with its config name where the trainer ran
+    with several; empty when no method has a tag."""
+    if not any(tag for _, _, tag in summary.origins.values()):
+        return {}
+    configs = defaultdict(set)
+    for trainer, cfg, _ in summary.origins.values():
+        configs[trainer].add(cfg)
+    return {method: (trainer if len(configs[trainer]) == 1 else f"{trainer} ({cfg})", tag or NO_VARIANT)
+            for method, (trainer, cfg, tag) in summary.origins.items()}
 
 
 def _refuse_pooling(cell: tuple, runs: Sequence[Run]) -> None:
@@ -120,6 +143,8 @@ class _Builder:
                 raise ValueError(f"{run.path}/result.json has no {metric!r}; metrics there: {sorted(run.record)}")
             self.values[(labels[run.method], *where)][run.key.seed] = run.record[metric]
             cell_runs[(labels[run.method], *where)].append(run)
+            summary.origins[labels[run.method]] = (run.key.trainer, run.key.cfg, run.key.tag)
+            summary.settings.setdefault(labels[run.method], run.record.get(SETTINGS_KEY) or {})
         for cell, members in cell_runs.items():
             _refuse_pooling(cell, members)
         self.expected_seeds = sorted(seeds or {s for v in self.values.values() for s in v})
@@ -153,6 +178,7 @@ class _Builder:
                     f"{method}, {row}, {column}: {_seeds_text(left_out)} left out (not run for every column)"
                 )
             if used:
+                self.summary.seed_values[(method, row, column)] = used
                 stat = seed_stat(used, self.ci95)
                 partial = bool(missing or left_out)
                 self.summary.cells[(method, row, column)] = Stat(stat.mean, stat.spread, stat.seeds, partial)
@@ -322,12 +348,14 @@ SUMMARIES = {"base2new": base2new_summary, "xd": xd_summary, "few_shot": few_sho
 
 
 def protocol_summary(output_root: str, protocol: str, trainers: Optional[Sequence[str]] = None,
-                     cfg: Optional[str] = None, **options) -> Summary:
+                     cfg: Optional[str] = None, variants: Optional[Sequence[str]] = None, **options) -> Summary:
     """The ``protocol`` table of every finished run under ``output_root`` (optionally only the
-    given trainers and trainer config); ``options`` go to the protocol's summary function."""
+    given trainers, trainer config and variants, i.e. run tags); ``options`` go to the protocol's
+    summary function."""
     runs = [
         r for r in collect_runs(output_root)
         if (not trainers or r.key.trainer in trainers) and (not cfg or r.key.cfg == cfg)
+        and (not variants or r.key.tag in variants)
     ]
     summary = SUMMARIES[protocol](runs, **options)
     if not summary.methods:

@@ -5,6 +5,9 @@
         --trainers CoOp CoOp_TextRefiner --gpus 0 1 -- OPTIM.MAX_EPOCH 10
     python -m textrefiner.sweep --protocol few_shot --datasets dtd --tag ep20 -- OPTIM.MAX_EPOCH 20
     python -m textrefiner.sweep --protocol base2new --dry-run     # the paper's grid, listed only
+    python -m textrefiner.sweep --protocol base2new --trainers CoOp_TextRefiner \
+        --variant m5 TRAINER.TEXTREFINER.CACHE_SIZE 5 --variant m10 TRAINER.TEXTREFINER.CACHE_SIZE 10 \
+        --variant no_tr TRAINER.TEXTREFINER.ENABLED False --variant release   # an ablation
 
 A sweep needs --protocol or --config: without either it prints a short usage and runs nothing.
 Before anything runs, the whole sweep file and the flags are checked (types, empty lists, unknown
@@ -14,7 +17,10 @@ Then every dataset, CLIP weights file and output folder the grid needs is checke
 problems are listed at once (--no-preflight skips this second check).
 
 Flags override the YAML file's keys (textrefiner/sweep/settings.py lists them); train.py
-``KEY VALUE`` overrides come after ``--``. A job whose steps all hold ``result.json`` is
+``KEY VALUE`` overrides come after ``--``. Variants (``variants:`` in the file, or ``--variant
+NAME [KEY VALUE ...]``, repeated; the flags replace the file's variants) each run every job with
+their overrides on top of the others, in their own folder (the variant's name is the run tag)
+and table row. A job whose steps all hold ``result.json`` is
 skipped, an interrupted one resumes, so rerunning the same command finishes a sweep. Each
 job logs to ``<log_dir>/<job>.log``; ``<log_dir>/sweep_report.json`` records what every job
 did. A failing job does not stop the others; the exit status is 1 if any failed.
@@ -63,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE",
                    help="submitit AutoExecutor parameters, e.g. slurm_partition=gpu timeout_min=600")
     p.add_argument("--tag", help="run tag: these settings get their own folders, <cfg>/<tag>/seed<S>")
+    p.add_argument("--variant", action="append", nargs="+", metavar="NAME [KEY VALUE]",
+                   help="a variant: its name (its run tag), then its config overrides (none: the config's own "
+                        "settings); repeat for each variant")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="replace runs made with other settings (deletes their folders) instead of refusing")
     p.add_argument("--log-dir", help="per-job logs and sweep_report.json (default: <output>/sweep_logs)")
@@ -88,8 +97,9 @@ def settings_from(args: argparse.Namespace, opts: Optional[List[str]]) -> SweepS
     settings = SweepSettings()
     if args.config:
         settings.update(load_yaml(args.config), args.config)
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "dry_run", "save", "slurm", "no_preflight")}
-    settings.update(flags, "command line")
+    skip = ("config", "dry_run", "save", "slurm", "no_preflight", "variant")
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    settings.update({**flags, "variants": args.variant}, "command line")
     if opts is not None:  # after "--": replaces the file's opts (nothing after it: no overrides)
         settings.opts = list(opts)
     if args.slurm:
@@ -188,9 +198,11 @@ def sweep(args: argparse.Namespace, opts: Optional[List[str]]) -> None:
         opts_source = f"the opts of {args.config}"
     else:
         opts_source = "no overrides"
-    check_configs(jobs, opts_source)
+    variants_source = ("--variant" if args.variant else args.config) if settings.variants else ""
+    check_configs(jobs, opts_source, variants=variants_source)
+    variants = f" x {len(settings.variants)} variant(s)" if settings.variants else ""
     print(f"Sweep: {settings.protocol}, {len(settings.datasets)} dataset(s) x {len(settings.shots)} shot count(s) x "
-          f"{len(settings.seeds)} seed(s) x {len(settings.trainers)} trainer(s) = {len(jobs)} jobs; "
+          f"{len(settings.seeds)} seed(s) x {len(settings.trainers)} trainer(s){variants} = {len(jobs)} jobs; "
           f"executor {settings.executor}; output {settings.output}")
     if args.dry_run:
         list_jobs(jobs)

@@ -21,14 +21,18 @@ from ..protocols import Job
 from ..results.benchmarks import XD_SOURCE
 
 
-def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts") -> None:
+def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts", variants: str = "") -> None:
     """Build each step's config as train.py does and run train.py's input checks on it; the first
     mistake is a UserError naming the step and where the overrides came from (``opts_source``).
-    Steps that differ only in their seed (and so their folder) are checked once."""
+    Steps that differ only in their seed (and so their folder) are checked once. ``variants``: where
+    the sweep's variants come from (each job's run tag is a variant's name); two variants that build
+    the same config for a step would be one run in two folders, and are refused."""
     # imported here: building a config imports the framework (torch)
+    from ..results.record import config_hash
     from ..run_config import build_run_config, check_cfg_values
 
     checked = set()
+    made_by = {}  # (step without its tag, config hash) -> the variant that builds it
     for job in jobs:
         for step in job.steps:
             key = step.key
@@ -36,17 +40,25 @@ def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts") ->
             if group in checked:
                 continue
             checked.add(group)
+            source = f"variant {key.tag} of {variants}, on top of {opts_source}" if variants else opts_source
             try:
                 # merge_config (inside build_run_config) and check_cfg_values: the checks train.py runs
-                check_cfg_values(build_run_config(step.flags + step.opts))
+                cfg = build_run_config(step.flags + step.opts)
+                check_cfg_values(cfg)
             except UserError as e:
                 message = " ".join(str(e).split())
                 if " in the command line" in message:  # merge_config's word for train.py's KEY VALUE pairs
-                    message = message.replace(" in the command line", f" in {opts_source}")
+                    message = message.replace(" in the command line", f" in {source}")
                 else:
-                    message += f" (with {opts_source})"
+                    message += f" (with {source})"
                 raise UserError(f"{message}; the config of {key.kind} {key.dataset} {key.trainer} {key.cfg} "
                                 "would fail in train.py: nothing started") from None
+            if variants:
+                same = made_by.setdefault((key.kind, key.dataset, key.shots, key.trainer, key.cfg, config_hash(cfg)),
+                                          key.tag)
+                if same != key.tag:
+                    raise UserError(f"variants {same} and {key.tag} of {variants} build the same config for "
+                                    f"{key.trainer} {key.cfg} (one run in two folders): change or drop one of them")
 
 
 def dataset_problems(data_root: str, datasets: Sequence[str]) -> List[str]:

@@ -47,9 +47,9 @@ class JobOutcome:
 
 
 def log_path(log_dir: str, job: Job) -> str:
-    """``<log_dir>/<job>.log``; a tagged job's log carries its tag (its folders differ from the untagged job's)."""
-    tag = job.setup.tag
-    return osp.join(log_dir, f"{job.name}-{tag}.log" if tag else f"{job.name}.log")
+    """``<log_dir>/<job>.log``; a tagged job's name, so its log, ends in its tag (its folders differ
+    from the untagged job's)."""
+    return osp.join(log_dir, f"{job.name}.log")
 
 
 def skipped(job: Job) -> JobOutcome:

@@ -13,6 +13,10 @@ Every key (all optional):
     output: output                # output root (default: $OUTPUT or ./output)
     opts: {OPTIM.MAX_EPOCH: 2}    # train.py KEY VALUE overrides (a mapping or a flat list)
     tag: ep2                      # run tag: these settings get their own folder, <cfg>/<tag>/seed<S>
+    variants:                     # an ablation: each variant = a name and config overrides (on top of
+      no_tr: {TRAINER.TEXTREFINER.ENABLED: false}   # opts), run as its own setting: its name is its run
+      m10: {TRAINER.TEXTREFINER.CACHE_SIZE: 10}     # tag (folder <cfg>/<name>/seed<S>, a table row);
+      release: {}                 # {}: the config's own settings, in a folder of their own
     overwrite: false              # true: replace runs made with other settings (deletes their folders)
     executor: local               # local | submitit-local | slurm
     gpus: [0, 1]                  # local: one job per listed GPU at a time
@@ -20,23 +24,29 @@ Every key (all optional):
     log_dir: output/sweep_logs    # per-job logs and sweep_report.json (default: <output>/sweep_logs)
     compare: [CoOp, CoOp_TextRefiner]   # the final table: A and B side by side, with B-A; default
                                   # with two trainers: the baseline as A, its TextRefiner variant as B
+                                  # (none with variants: their table has a Variant column instead)
 
 The whole file is checked before anything runs (``UserError``, one line naming the key): an
 unknown key, a value of the wrong type, an empty list or mapping (leave the key out for its
-default), a list naming one item twice. ``opts`` are then checked against the project's config
-by ``preflight.check_configs``.
+default), a list naming one item twice. A variant's name must be a run tag (a safe folder name);
+it may not also set ``tag``, nor override a key the protocol sets (``DATASET.NUM_SHOTS``, ...), a
+key ``opts`` already sets (which value would win?) or a path or the seed (``NOT_SETTINGS``: it
+would move or mix runs). ``opts`` and every variant's config are then checked against the
+project's config by ``preflight.check_configs``.
 """
 import difflib
 import os
 import os.path as osp
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, List, Optional
 
 import yaml
 
 from ..errors import UserError
 from ..protocols import DEFAULT_DATASETS, DEFAULT_SHOTS, HOSTS, PROTOCOLS, Job, Setup, get_host
+from ..protocols.steps import check_opts, check_tag
 from ..results.benchmarks import SEEDS, paper_order
+from ..results.record import NOT_SETTINGS
 from .executors import EXECUTORS
 
 
@@ -53,6 +63,8 @@ class SweepSettings:
     output: str = field(default_factory=lambda: os.environ.get("OUTPUT") or "output")
     opts: List[str] = field(default_factory=list)
     tag: str = ""
+    #: variant name (its run tag) -> its flat KEY VALUE overrides, applied after ``opts``
+    variants: Dict[str, List[str]] = field(default_factory=dict)
     overwrite: bool = False
     executor: str = "local"
     gpus: List[str] = field(default_factory=list)
@@ -100,19 +112,58 @@ class SweepSettings:
         if unknown:
             raise UserError(f"compare names {', '.join(unknown)}, which this sweep does not run (its trainers: "
                             f"{', '.join(self.trainers)})")
-        if self.compare is None and len(self.trainers) == 2:
+        self.check_variants()
+        if self.compare and self.variants:
+            raise UserError("compare and variants: the table has a row per trainer and variant; compare two of "
+                            "them afterwards with parse_test_res.py OUTPUT --table PROTOCOL --compare A B (the "
+                            "labels it lists), or drop compare")
+        if self.compare is None and len(self.trainers) == 2 and not self.variants:
             # the baseline first (A) and its TextRefiner variant second (B), whatever order the
             # trainers run in (the host lists CoOp_TextRefiner first): B-A is TextRefiner's gain
             self.compare = sorted(self.trainers, key=lambda t: t.endswith("_TextRefiner"))
         return self
 
+    def check_variants(self) -> None:
+        """Each variant: a safe, unique folder name, and overrides that neither the protocol, ``opts``
+        nor the layout own (one-line ``UserError`` naming the variant and the fix)."""
+        if self.variants and self.tag:
+            raise UserError("tag and variants: each variant's name is its run tag; drop tag (or add it to "
+                            "the variant names)")
+        opts_keys = set(self.opts[::2])
+        for name, overrides in self.variants.items():
+            where = f"variant {name!r}"
+            try:
+                check_tag(name)
+                check_opts(overrides)
+            except ValueError as e:
+                raise UserError(f"{where}: {e}") from None
+            keys = overrides[::2]
+            repeated = sorted({k for k in keys if keys.count(k) > 1})
+            both = sorted(opts_keys & set(keys))
+            paths = sorted(set(keys) & set(NOT_SETTINGS))
+            if repeated:
+                raise UserError(f"{where} sets {', '.join(repeated)} twice: set each key once")
+            if both:
+                raise UserError(f"{where} sets {', '.join(both)}, which opts also sets: set it in opts (all "
+                                "variants) or in each variant, not both")
+            if paths:
+                raise UserError(f"{where} sets {', '.join(paths)}: a path or the seed is not a setting (variants "
+                                "share the sweep's output, data and seeds); drop it from the variant")
+
+    def setups(self, trainer: str) -> List[Setup]:
+        """The settings ``trainer`` runs with: one per variant (its name as the run tag), else the sweep's."""
+        base = Setup(trainer, self.cfg, self.data, self.output, tuple(self.opts), str(self.tag or ""),
+                     bool(self.overwrite))
+        return [replace(base, opts=base.opts + tuple(overrides), tag=name)
+                for name, overrides in self.variants.items()] or [base]
+
     def jobs(self) -> List[Job]:
-        """The grid, ordered so that all trainers of a (dataset, shots, seed) run one after another."""
+        """The grid, ordered so that all trainers (and variants) of a (dataset, shots, seed) run one
+        after another."""
         jobs = []
         for trainer in self.trainers:
-            setup = Setup(trainer, self.cfg, self.data, self.output, tuple(self.opts), str(self.tag or ""),
-                          bool(self.overwrite))
-            jobs += PROTOCOLS[self.protocol](setup, self.datasets, self.seeds, self.shots)
+            for setup in self.setups(trainer):
+                jobs += PROTOCOLS[self.protocol](setup, self.datasets, self.seeds, self.shots)
         order = {d: i for i, d in enumerate(paper_order(j.dataset for j in jobs))}
         return sorted(jobs, key=lambda j: (order[j.dataset], j.shots, j.seed))  # stable: trainer order kept
 
@@ -153,7 +204,8 @@ def _type_name(value) -> str:
 
 def _checked(key: str, value, source: str):
     """``value`` for sweep key ``key`` if it has the right type, else a UserError saying what is expected."""
-    where = f"--{key.replace('_', '-')}" if source == "command line" else f"{source}: {key}"
+    flag = "variant" if key == "variants" else key.replace("_", "-")
+    where = f"--{flag}" if source == "command line" else f"{source}: {key}"
     got = f"got {_type_name(value)} {value!r}"
     if key in _LISTS:
         items, check, example = _LISTS[key]
@@ -187,6 +239,8 @@ def _checked(key: str, value, source: str):
         if not value:
             raise UserError(f"{where} is an empty mapping: give parameters, or leave the key out")
         return dict(value)
+    if key == "variants":
+        return _variants(value, where, got)
     if key == "opts":
         if not isinstance(value, (dict, list, tuple)):
             raise UserError(f"{where} must be a mapping of train.py config keys to values (e.g. opts: "
@@ -195,6 +249,33 @@ def _checked(key: str, value, source: str):
             raise UserError(f"{where} is empty: give KEY VALUE overrides, or leave the key out for none")
         return _flat_opts(value)
     return value
+
+
+def _variants(value, where: str, got: str) -> Dict[str, List[str]]:
+    """name -> flat KEY VALUE list; from a file a mapping of mappings ({} is the config's own settings),
+    from the flags a list of [NAME, KEY, VALUE, ...] lists."""
+    example = "variants: {m10: {TRAINER.TEXTREFINER.CACHE_SIZE: 10}}"
+    if isinstance(value, (list, tuple)):  # --variant NAME [KEY VALUE ...], repeated
+        names = [str(v[0]) for v in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UserError(f"--variant names {', '.join(repeated)} more than once: give each variant a unique name")
+        value = {str(v[0]): list(v[1:]) for v in value}
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be a mapping of variant names to their overrides (e.g. {example}), {got}")
+    if not value:
+        raise UserError(f"{where} is an empty mapping: name at least one variant, or leave the key out")
+    variants = {}
+    for name, overrides in value.items():
+        if not _scalar(name) or not str(name).strip():
+            raise UserError(f"{where}: variant name {name!r} must be a name (e.g. {example})")
+        if overrides is None:
+            overrides = {}  # "release:" with nothing after it: the config's own settings
+        if not isinstance(overrides, (dict, list, tuple)):
+            raise UserError(f"{where}: variant {name!r} must be a mapping of config keys to values (e.g. "
+                            f"{example}; {{}} for none), got {_type_name(overrides)} {overrides!r}")
+        variants[str(name)] = _flat_opts(overrides)
+    return variants
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
