@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--trainers", nargs="+", help="only these trainers")
     tables.add_argument("--cfg", help="only this trainer config name")
     tables.add_argument("--datasets", nargs="+", help="rows to show (default: every dataset found)")
+    tables.add_argument("--source", help="--table xd: the source dataset whose models' evaluations to tabulate "
+                        "(default: the one the evaluations found used, imagenet when there are none)")
     tables.add_argument("--seeds", nargs="+", type=int, help="seeds expected (default: every seed found)")
     tables.add_argument("--shots", nargs="+", type=int, help="only these shot counts")
     tables.add_argument("--format", choices=FORMATS, default="terminal", help="how to print the table")
@@ -137,9 +139,13 @@ def print_table(args) -> int:
         raise UserError(f"--paper: the paper has tables for {', '.join(TABLES)} only (no {args.table} table)")
     if args.paper and (args.keyword != "accuracy" or args.compare):
         raise UserError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
+    if args.source and args.table != "xd":
+        raise UserError(f"--source is for --table xd (the dataset the cross-dataset models were trained on), "
+                        f"not --table {args.table}: drop it")
     summary = protocol_summary(
         args.directory, args.table, trainers=args.trainers, cfg=args.cfg, metric=args.keyword,
         datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
+        **({"source": args.source} if args.source else {}),
     )
     print(render(summary, args.format, args.compare, paper=args.paper), end="")
     if args.format == "csv":  # keep the CSV on stdout clean; the gaps still get said
