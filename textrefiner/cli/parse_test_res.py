@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="each column against the numeric value of config KEY the runs recorded (an "
                              "ablation's variants), seed spread as error bars; --save .png plots it")
     tables.add_argument("--datasets", nargs="+", help="rows to show (default: every dataset found)")
+    tables.add_argument("--source", help="--table xd: the source dataset whose models' evaluations to tabulate "
+                        "(default: the one the evaluations found used, imagenet when there are none)")
     tables.add_argument("--seeds", nargs="+", type=int, help="seeds expected (default: every seed found)")
     tables.add_argument("--shots", nargs="+", type=int, help="only these shot counts")
     tables.add_argument("--format", choices=FORMATS, default="terminal", help="how to print the table")
@@ -152,9 +154,13 @@ def print_table(args) -> int:
         raise UserError("--paper compares accuracy (what the paper reports), alone: drop --keyword and --compare")
     if args.x and (args.paper or args.compare):
         raise UserError("--x plots the variants against a config value, alone: drop --paper and --compare")
+    if args.source and args.table != "xd":
+        raise UserError(f"--source is for --table xd (the dataset the cross-dataset models were trained on), "
+                        f"not --table {args.table}: drop it")
     summary = protocol_summary(
         args.directory, args.table, trainers=args.trainers, cfg=args.cfg, variants=args.variants,
         metric=args.keyword, datasets=args.datasets, seeds=args.seeds, shots=args.shots, ci95=args.ci95,
+        **({"source": args.source} if args.source else {}),
     )
     if args.x:
         return print_versus(args, summary)

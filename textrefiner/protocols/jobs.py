@@ -1,7 +1,8 @@
 """A job = the steps of one protocol for one trainer, dataset, shot count and seed, in order.
 
     base2new   base2new_train, base2new_test                (per dataset)
-    xd         xd_train, then xd_test for every target      (one job per seed: one ImageNet model)
+    xd         xd_train, then xd_test for every target      (one job per seed: one model of the source,
+                                                            ImageNet unless another is given)
                or xd_train on each target                   (hosts that train per target: PromptKD)
     few_shot   few_shot                                     (per dataset and shot count)
 """
@@ -56,11 +57,13 @@ def base2new_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], s
     ]
 
 
-def xd_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> List[Job]:
-    """``datasets`` are the targets; every job trains on ImageNet first, or, for a host that trains
-    per target (PromptKD), one job per target trains on it."""
+def xd_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int],
+            source: str = XD_SOURCE) -> List[Job]:
+    """``datasets`` are the targets; every job trains on ``source`` (ImageNet unless given) first, or,
+    for a host that trains per target (PromptKD), one job per target trains on it."""
     host = host_of(setup.trainer)
     if host and host.xd_per_target:
+        check_source(host, source)
         untrainable = [d for d in datasets if d in DOMAIN_GENERALISATION_TARGETS]
         if untrainable:
             print(f"{setup.trainer}: skipping {', '.join(untrainable)} (test-only datasets: a per-target student "
@@ -70,9 +73,18 @@ def xd_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: 
             for d in datasets if d not in untrainable for k in shots for s in seeds
         ]
     return [
-        Job("xd", setup, XD_SOURCE, k, s, (xd_train(setup, s, k), *(xd_test(setup, d, s, k) for d in datasets)))
+        Job("xd", setup, source, k, s,
+            (xd_train(setup, s, k, source), *(xd_test(setup, d, s, k, source) for d in datasets)))
         for k in shots for s in seeds
     ]
+
+
+def check_source(host, source: str) -> None:
+    """A host that trains one student per target distils from the ImageNet teacher: no other source."""
+    if host.xd_per_target and source != XD_SOURCE:
+        raise ValueError(f"{host.name} trains one student per cross-dataset target with the {XD_SOURCE} teacher: "
+                         f"a source other than {XD_SOURCE} ({source}) is for the hosts that train one source "
+                         f"model; unset SOURCE (launchers) or drop --source (sweep)")
 
 
 def few_shot_jobs(setup: Setup, datasets: Sequence[str], seeds: Sequence[int], shots: Sequence[int]) -> List[Job]:

@@ -15,6 +15,8 @@ Environment (all optional):
     DATA      dataset root (default: ./data)
     OUTPUT    output root (default: ./output)
     SHOTS     shots per class for base2new and xd steps (default: 16; 0 = every training image)
+    SOURCE    xd steps: the dataset the model is trained on (default: imagenet; the testbed's: testbed_shapes);
+              xd_train writes <OUTPUT>/<SOURCE>/<TRAINER>/<CFG>_<SHOTS>shots/seed<S>, which xd_test evaluates
     TAG       run tag: these settings get their own folder, <cfg>/TAG/seed<S> (an ablation)
     OVERWRITE 1: replace a run made with other settings instead of refusing (deletes its folder; for a
               test step only the evaluation's folder, never the model it evaluates)
@@ -31,8 +33,9 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
-from ..results.benchmarks import SEEDS, SHOTS
+from ..results.benchmarks import SEEDS, SHOTS, XD_SOURCE
 from .hosts import get_host
+from .jobs import check_source
 from .identity import SettingsConflict
 from .steps import (
     ModelNotReady, Setup, base2new_test, base2new_train, few_shot, run_step, xd_test, xd_train, xd_train_target,
@@ -119,6 +122,11 @@ def main(argv: Optional[List[str]] = None, prog: str = PROG) -> None:
         kwargs.update(_teacher_arguments())
     trainer, cfg = _defaults(host, protocol)
     try:
+        source = os.environ.get("SOURCE") or XD_SOURCE
+        if protocol == "xd":
+            check_source(host, source)
+            if not host.xd_per_target:
+                kwargs["source"] = source
         setup = Setup(
             trainer=os.environ.get("TRAINER") or trainer,
             cfg=os.environ.get("CFG") or cfg,

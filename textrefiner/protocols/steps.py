@@ -201,9 +201,9 @@ class Step:
 
 
 def _step(setup: Setup, kind: str, dataset: str, seed: int, shots: int, protocol_opts: Sequence,
-          evaluates: Optional[Step] = None) -> Step:
+          evaluates: Optional[Step] = None, source: str = XD_SOURCE) -> Step:
     key = RunKey(kind, dataset, shots, setup.trainer, setup.cfg, seed, setup.tag)
-    output_dir = run_dir(setup.output, key)
+    output_dir = run_dir(setup.output, key, source)
     flags = (
         "--root", setup.data, "--seed", str(seed), "--trainer", setup.trainer,
         "--dataset-config-file", dataset_config(dataset),
@@ -231,14 +231,15 @@ def base2new_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> 
     return _step(setup, "base2new_test", dataset, seed, shots, opts, base2new_train(setup, dataset, seed, shots))
 
 
-def xd_train(setup: Setup, seed: int, shots: int = SHOTS) -> Step:
-    """Train on ImageNet, all classes (the source of cross-dataset and domain generalisation)."""
-    return _step(setup, "xd_train", XD_SOURCE, seed, shots, ("DATASET.NUM_SHOTS", shots))
+def xd_train(setup: Setup, seed: int, shots: int = SHOTS, source: str = XD_SOURCE) -> Step:
+    """Train on the source dataset, all classes: ImageNet, the source of the paper's cross-dataset and
+    domain generalisation, unless another is given (the testbed's: ``testbed_shapes``)."""
+    return _step(setup, "xd_train", source, seed, shots, ("DATASET.NUM_SHOTS", shots), source=source)
 
 
-def xd_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:
-    """Evaluate the ImageNet model on a target dataset (all its classes, full test set)."""
-    return _step(setup, "xd_test", dataset, seed, shots, (), xd_train(setup, seed, shots))
+def xd_test(setup: Setup, dataset: str, seed: int, shots: int = SHOTS, source: str = XD_SOURCE) -> Step:
+    """Evaluate the source's model on a target dataset (all its classes, full test set)."""
+    return _step(setup, "xd_test", dataset, seed, shots, (), xd_train(setup, seed, shots, source))
 
 
 def xd_train_target(setup: Setup, dataset: str, seed: int, shots: int = SHOTS) -> Step:

@@ -14,6 +14,15 @@ TARGET_GROUPS = {
     "cross-dataset": CROSS_DATASET_TARGETS,
     "domain generalisation": DOMAIN_GENERALISATION_TARGETS,
 }
+#: the offline testbed's Table 2 (scripts/testbed/xd.sh): its source and its domain-shifted targets
+#: (the source's classes drawn in other styles: textrefiner/testbed/datasets.py)
+TESTBED_XD_SOURCE = "testbed_shapes"
+TESTBED_DG_TARGETS = ("testbed_shapes_sketch", "testbed_shapes_clutter")
+#: source -> its target groups (a source not listed here: its targets are one group, "targets")
+XD_TARGET_GROUPS = {
+    XD_SOURCE: TARGET_GROUPS,
+    TESTBED_XD_SOURCE: {"domain generalisation": TESTBED_DG_TARGETS},
+}
 
 SEEDS = (1, 2, 3)
 #: training images per class in base-to-novel and cross-dataset runs

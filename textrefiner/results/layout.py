@@ -8,8 +8,10 @@ unchanged::
     base2new/test_new/<dataset>/shots_<K>/<Trainer>/<cfg>/seed<S>     evaluate that model on new classes
     <dataset>/<Trainer>/<cfg>_<K>shots/seed<S>                        train and test on all classes:
                                                                       few-shot (PromptSRC's few_shot.sh) and,
-                                                                      with dataset imagenet, the cross-dataset
-                                                                      source (CoCoOp's and MaPLe's xd_train)
+                                                                      with dataset imagenet (or the source
+                                                                      the protocol was given, SOURCE=), the
+                                                                      cross-dataset source (CoCoOp's and
+                                                                      MaPLe's xd_train)
     evaluation/<Trainer>/<cfg>_<K>shots/<dataset>/seed<S>             evaluate the xd model on a target
 
 The cross-dataset training IS a few-shot training on ImageNet, so upstream gives both one
@@ -90,9 +92,11 @@ def layout_kind(kind: str) -> str:
     return SAME_LAYOUT.get(kind, kind)
 
 
-def run_dir(output_root: str, key: RunKey) -> str:
+def run_dir(output_root: str, key: RunKey, source: str = XD_SOURCE) -> str:
+    """The folder of ``key``'s run; ``source``: for a cross-dataset training, the protocol's source
+    dataset (ImageNet unless the protocol was given another, e.g. the testbed's ``testbed_shapes``)."""
     fields = {**vars(key), "tag": f"/{key.tag}" if key.tag else ""}
-    if key.kind == "xd_train" and key.dataset != XD_SOURCE:
+    if key.kind == "xd_train" and key.dataset != source:
         # A cross-dataset training ON a target (PromptKD: one student per target) has no upstream
         # layout and must not read back as few-shot: it keeps the xd template, read back as xd_train.
         template = LEGACY_LAYOUT["xd_train"]

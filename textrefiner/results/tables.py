@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .benchmarks import BASE2NEW_DATASETS, SHOTS, TARGET_GROUPS, XD_SOURCE, paper_order
+from .benchmarks import BASE2NEW_DATASETS, SHOTS, XD_SOURCE, XD_TARGET_GROUPS, paper_order
 from .collect import Run, collect_runs
 from .record import SETTINGS_KEY, differences, same_records
 
@@ -260,45 +260,80 @@ def base2new_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=Non
     return summary
 
 
-def xd_source_runs(runs: Sequence[Run]) -> List[Run]:
-    """The ImageNet trainings the cross-dataset evaluations used. They share their folder layout
-    with few-shot runs (``layout.py``), so an ImageNet run counts as the source when its trainer,
-    setting and shot count have xd evaluations, or, with none yet, at the protocol's 16 shots."""
+def evaluated_source(run: Run) -> str:
+    """The dataset an xd evaluation's model was trained on: the folder before ``<Trainer>`` in the
+    ``model_dir`` its record names (the source training's upstream folder,
+    ``<source>/<Trainer>/<cfg>_<K>shots/seed<S>``); for an evaluation without a model (zero-shot CLIP)
+    or an upstream log, the source whose targets include the run's dataset, else ImageNet."""
+    parts = str(run.record.get("model_dir") or "").replace("\\", "/").rstrip("/").split("/")
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == run.key.trainer and parts[i + 1].startswith(f"{run.key.cfg}_{run.key.shots}shots"):
+            return parts[i - 1]
+    return next((source for source, groups in XD_TARGET_GROUPS.items()
+                 if any(run.key.dataset in members for members in groups.values())), XD_SOURCE)
+
+
+def xd_source(runs: Sequence[Run], source: Optional[str] = None) -> str:
+    """The source of the cross-dataset table: ``source`` if given, else the one the evaluations found
+    used (ImageNet when there are none); evaluations of models of several sources make no one table."""
+    if source:
+        return source
+    found = sorted({evaluated_source(r) for r in runs if r.key.kind == "xd_test"})
+    if len(found) > 1:
+        raise ValueError(f"Cross-dataset evaluations of models trained on several sources ({', '.join(found)}): "
+                         f"choose one (--source NAME)")
+    return found[0] if found else XD_SOURCE
+
+
+def xd_source_runs(runs: Sequence[Run], source: str = XD_SOURCE) -> List[Run]:
+    """The trainings on ``source`` the cross-dataset evaluations used. They share their folder layout
+    with few-shot runs (``layout.py``), so a run on the source counts when its trainer, setting and
+    shot count have xd evaluations, or, with none yet, at the protocol's 16 shots. Folders of the
+    xd template (this package's earlier layout; PromptKD's per-target students) are ImageNet's."""
     evaluated = {(r.method, r.key.shots) for r in runs if r.key.kind == "xd_test"}
-    return [r for r in runs if r.key.kind == "xd_train" or (
-        r.key.kind == "few_shot" and r.key.dataset == XD_SOURCE
+    return [r for r in runs if (r.key.kind == "xd_train" and source == XD_SOURCE) or (
+        r.key.kind == "few_shot" and r.key.dataset == source
         and ((r.method, r.key.shots) in evaluated or (not evaluated and r.key.shots == SHOTS)))]
 
 
-def _group_coverage(summary: Summary, targets: Sequence[str]) -> None:
+def _target_groups(source: str, targets: Sequence[str]) -> Dict[str, Sequence[str]]:
+    """The groups of targets that get an average row: the paper's for ImageNet, the testbed's for its
+    source, else one group of every target."""
+    return XD_TARGET_GROUPS.get(source) or {"targets": tuple(targets)}
+
+
+def _group_coverage(summary: Summary, source: str, targets: Sequence[str]) -> None:
     """Like base-to-novel's benchmark note: which of a group's targets were not run at all."""
-    for group, members in TARGET_GROUPS.items():
+    whose = "the paper's" if source == XD_SOURCE else f"{source}'s"
+    for group, members in _target_groups(source, targets).items():
         present = [t for t in targets if t in members]
         missing = [t for t in members if t not in present]
         if present and missing:
-            summary.notes.append(f"{AVERAGE} ({group}) covers {len(present)} of the paper's {len(members)} "
+            summary.notes.append(f"{AVERAGE} ({group}) covers {len(present)} of {whose} {len(members)} "
                                  f"targets (not run: {', '.join(missing)})")
 
 
 def xd_summary(runs: Sequence[Run], metric: str = "accuracy", datasets=None, seeds=None,
-               shots: Optional[Sequence[int]] = None, ci95: bool = False) -> Summary:
-    """Table 2: the source (ImageNet) and every target, plus an average per target group."""
-    runs = xd_source_runs(runs) + [r for r in runs if r.key.kind == "xd_test"]
-    runs = _single_shots(runs, shots, "Cross-dataset")
+               shots: Optional[Sequence[int]] = None, ci95: bool = False, source: Optional[str] = None) -> Summary:
+    """Table 2: the source (ImageNet unless ``source`` names another, or the evaluations found are of
+    another's models) and every target, plus an average per target group."""
+    source = xd_source(runs, source)
+    tests = [r for r in runs if r.key.kind == "xd_test" and evaluated_source(r) == source]
+    runs = _single_shots(xd_source_runs(runs, source) + tests, shots, "Cross-dataset")
     column = metric.replace("_", " ").capitalize()
     summary = Summary("xd", "Cross-dataset and domain generalisation", [column], legend=(
-        f"Trained on {XD_SOURCE} (all classes); {AVERAGE} rows average the targets of a group."
+        f"Trained on {source} (all classes); {AVERAGE} rows average the targets of a group."
     ))
     builder = _Builder(summary, runs, lambda r: (r.key.dataset, column), metric, seeds, ci95)
     # targets: evaluated by xd_test, or trained on directly by hosts that train per target (PromptKD)
-    evaluated = [r for r in runs if r.key.kind == "xd_test" or r.key.dataset != XD_SOURCE]
-    targets = [d for d in _datasets(evaluated, datasets) if d != XD_SOURCE]
-    builder.fill([XD_SOURCE] + targets, [column], paired=False)
-    for group, members in TARGET_GROUPS.items():
+    evaluated = [r for r in runs if r.key.kind == "xd_test" or r.key.dataset != source]
+    targets = [d for d in _datasets(evaluated, datasets) if d != source]
+    builder.fill([source] + targets, [column], paired=False)
+    for group, members in _target_groups(source, targets).items():
         present = [t for t in targets if t in members]
         if present:
             builder.average(f"{AVERAGE} ({group})", present, [column])
-    _group_coverage(summary, targets)
+    _group_coverage(summary, source, targets)
     return summary
 
 

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainers", nargs="+", help="default: every trainer of the host")
     p.add_argument("--cfg", help="trainer config name (default: the host's for the protocol)")
     p.add_argument("--datasets", nargs="+", help="dataset config names; for xd the targets (default: the paper's)")
+    p.add_argument("--source", help="xd: the dataset the model is trained on (default: imagenet)")
     p.add_argument("--seeds", nargs="+", type=int, help="default: 1 2 3")
     p.add_argument("--shots", nargs="+", type=int, help="default: 16; few_shot: 1 2 4 8 16")
     p.add_argument("--data", help="dataset root (default: $DATA or ./data)")
@@ -127,7 +128,8 @@ def print_table(settings: SweepSettings, save_paths: List[str]) -> None:
     for shots in per_table:
         try:
             summary = protocol_summary(settings.output, settings.protocol, trainers=settings.trainers,
-                                       cfg=settings.cfg, datasets=settings.datasets, seeds=settings.seeds, shots=shots)
+                                       cfg=settings.cfg, datasets=settings.datasets, seeds=settings.seeds, shots=shots,
+                                       **settings.protocol_options())
         except FileNotFoundError:
             print(f"\nNo finished {settings.protocol} runs with {shots} shots to tabulate yet.")
             continue

@@ -18,7 +18,6 @@ from typing import List, Sequence
 
 from ..errors import UserError
 from ..protocols import Job
-from ..results.benchmarks import XD_SOURCE
 
 
 def check_configs(jobs: Sequence[Job], opts_source: str = "the sweep's opts", variants: str = "") -> None:
@@ -114,8 +113,8 @@ def backbones(step) -> set:
 def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
     """Every problem that would make a pending step of ``jobs`` fail, one line each."""
     pending = [step for job in jobs for step in job.steps if not step.done]
-    datasets = sorted({step.key.dataset for step in pending} | ({XD_SOURCE} if any(
-        step.key.kind == "xd_train" for step in pending) else set()))
+    # an xd job's source is its training step's dataset (ImageNet, or the source the sweep was given)
+    datasets = sorted({step.key.dataset for step in pending})
     problems = dataset_problems(data_root, datasets) + image_folder_problems(data_root, pending)
     weights = sorted(set().union(*(backbones(step) for step in pending)))
     problems += [p for p in (weights_problem(name, path, what, key) for what, name, path, key in weights) if p]

@@ -6,7 +6,8 @@ Every key (all optional):
     host: coop                    # textrefiner/protocols/hosts.py
     trainers: [CoOp, CoOp_TextRefiner]   # default: all of the host's
     cfg: vit_b16_ep10_ctxv1       # trainer config name; default: the host's for the protocol
-    datasets: [caltech101, dtd]   # xd: the targets; default: the paper's datasets
+    datasets: [caltech101, dtd]   # xd: the targets; default: the paper's datasets (the source's targets)
+    source: testbed_shapes        # xd only: the dataset the model is trained on (default: imagenet)
     seeds: [1, 2, 3]
     shots: [16]                   # few_shot default: [1, 2, 4, 8, 16]
     data: data                    # dataset root (default: $DATA or ./data)
@@ -45,7 +46,7 @@ import yaml
 from ..errors import UserError
 from ..protocols import DEFAULT_DATASETS, DEFAULT_SHOTS, HOSTS, PROTOCOLS, Job, Setup, get_host
 from ..protocols.steps import check_opts, check_tag
-from ..results.benchmarks import SEEDS, paper_order
+from ..results.benchmarks import SEEDS, XD_SOURCE, XD_TARGET_GROUPS, paper_order
 from ..results.record import NOT_SETTINGS
 from .executors import EXECUTORS
 
@@ -57,6 +58,7 @@ class SweepSettings:
     trainers: Optional[List[str]] = None
     cfg: Optional[str] = None
     datasets: Optional[List[str]] = None
+    source: Optional[str] = None
     seeds: List[int] = field(default_factory=lambda: list(SEEDS))
     shots: Optional[List[int]] = None
     data: str = field(default_factory=lambda: os.environ.get("DATA") or "data")
@@ -103,7 +105,7 @@ class SweepSettings:
         host = get_host(self.host)
         self.trainers = list(self.trainers or host.trainers)
         self.cfg = self.cfg or host.configs[self.protocol]
-        self.datasets = list(self.datasets or DEFAULT_DATASETS[self.protocol])
+        self.datasets = list(self.datasets or self._default_datasets())
         self.shots = [int(k) for k in self.shots or DEFAULT_SHOTS[self.protocol]]
         self.seeds = [int(s) for s in self.seeds]
         self.gpus = [str(g) for g in self.gpus]
@@ -157,13 +159,28 @@ class SweepSettings:
         return [replace(base, opts=base.opts + tuple(overrides), tag=name)
                 for name, overrides in self.variants.items()] or [base]
 
+    def _default_datasets(self) -> List[str]:
+        if self.source and self.protocol != "xd":
+            raise UserError(f"source is the cross-dataset protocol's (protocol: xd), not {self.protocol}'s: drop it")
+        if self.protocol != "xd" or (self.source or XD_SOURCE) == XD_SOURCE:
+            return list(DEFAULT_DATASETS[self.protocol])
+        if self.source not in XD_TARGET_GROUPS:
+            raise UserError(f"source {self.source} has no default targets (textrefiner/results/benchmarks.py): "
+                            f"name them with datasets: / --datasets")
+        return [d for group in XD_TARGET_GROUPS[self.source].values() for d in group]
+
+    def protocol_options(self) -> Dict[str, Any]:
+        """What this protocol's job builder and table take besides the grid: xd's source."""
+        return {"source": self.source or XD_SOURCE} if self.protocol == "xd" else {}
+
     def jobs(self) -> List[Job]:
         """The grid, ordered so that all trainers (and variants) of a (dataset, shots, seed) run one
         after another."""
         jobs = []
         for trainer in self.trainers:
             for setup in self.setups(trainer):
-                jobs += PROTOCOLS[self.protocol](setup, self.datasets, self.seeds, self.shots)
+                jobs += PROTOCOLS[self.protocol](setup, self.datasets, self.seeds, self.shots,
+                                                 **self.protocol_options())
         order = {d: i for i, d in enumerate(paper_order(j.dataset for j in jobs))}
         return sorted(jobs, key=lambda j: (order[j.dataset], j.shots, j.seed))  # stable: trainer order kept
 
@@ -192,7 +209,7 @@ _LISTS = {
     "compare": ("two trainer names", _scalar, "[CoOp, CoOp_TextRefiner]"),
 }
 #: keys whose value is one string (a number is taken as its text, e.g. tag: 20)
-_STRINGS = ("protocol", "host", "cfg", "data", "output", "tag", "executor", "log_dir")
+_STRINGS = ("protocol", "host", "cfg", "data", "output", "tag", "executor", "log_dir", "source")
 #: keys whose list may name an item twice (two jobs at a time on one GPU)
 _REPEATABLE = ("gpus",)
 

@@ -6,6 +6,11 @@
   ("striped star"); within a shape, classes differ only in a surface pattern a few pixels wide.
 * ``TestbedShapesSketch`` (domain shift, like ImageNet-Sketch): ``TestbedShapes``'s classes
   drawn as sketches (outline and pattern lines on paper); test split only.
+* ``TestbedShapesClutter`` (domain shift, like ImageNet-A's hard backgrounds): ``TestbedShapes``'s
+  classes on a background of a random colour strewn with blobs of the objects' colours; test split only.
+
+The two test-only variants are the targets of the testbed's domain generalisation table (source
+``testbed_shapes``: scripts/testbed/xd.sh).
 
 Each class has 32 training, 8 validation and 50 test images (16-shot runs sample from the
 training ones). Images and split files are the same on every machine (fixed generator seeds).
@@ -114,17 +119,12 @@ class TestbedPatterns(_Generated):
     scene = staticmethod(_pattern_shape_scene)
 
 
-@register_dataset
-class TestbedShapesSketch(_Generated):
-    """TestbedShapes's classes drawn as sketches; test only (domain generalisation target)."""
+class _TestOnly(_Generated):
+    """A domain-shifted variant of TestbedShapes: its classes, a test split only (a DG target)."""
 
-    dataset_dir = "testbed_shapes_sketch"
-    split_file = "split_testbed_shapes_sketch.json"
     classnames_ = TestbedShapes.classnames_
     counts = {"test": COUNTS["test"]}
     test_only = True
-    generator_seed = 303
-    scene = staticmethod(_colour_shape_scene("sketch"))
 
     @classmethod
     def read_records(cls, root):
@@ -135,3 +135,23 @@ class TestbedShapesSketch(_Generated):
             return {"test": parse_split({"train": test, "val": [], "test": test})["test"]}
         except ValueError as e:
             raise cls.error(root, f"malformed split file ({e})", path, cls.file_fix(root, cls.split_file, again=True))
+
+
+@register_dataset
+class TestbedShapesSketch(_TestOnly):
+    """TestbedShapes's classes drawn as sketches; test only (domain generalisation target)."""
+
+    dataset_dir = "testbed_shapes_sketch"
+    split_file = "split_testbed_shapes_sketch.json"
+    generator_seed = 303
+    scene = staticmethod(_colour_shape_scene("sketch"))
+
+
+@register_dataset
+class TestbedShapesClutter(_TestOnly):
+    """TestbedShapes's classes on cluttered backgrounds of any colour; test only (domain generalisation target)."""
+
+    dataset_dir = "testbed_shapes_clutter"
+    split_file = "split_testbed_shapes_clutter.json"
+    generator_seed = 404
+    scene = staticmethod(_colour_shape_scene("clutter"))

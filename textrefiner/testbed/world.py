@@ -14,8 +14,9 @@ after 125 steps of 128 images; with objects centred within 2 pixels and radii 15
 contrastive run of 700 steps on the first version learned no shape at all, hence the centring
 and the colour blocks of ``pretraining_pair``.
 
-Rendering styles: ``photo`` (filled, shaded objects) and ``sketch`` (dark outline and a
-pattern of lines on a pale paper background), the domain shift of the test-only variant.
+Rendering styles: ``photo`` (filled, shaded objects), ``sketch`` (dark outline and a pattern of
+lines on a pale paper background) and ``clutter`` (a photo object on a background of a random
+colour strewn with blobs of the objects' colours): the domain shifts of the test-only variants.
 
 Everything is a pure function of ``(seed, index)``: the same call gives the same bytes
 on every machine and run.
@@ -39,7 +40,7 @@ COLOURS: Dict[str, Tuple[int, int, int]] = {
 PATTERNS = ("plain", "striped", "dotted", "checkered")
 SIZES = ("small", "large")
 BACKGROUNDS = ("dark", "light")
-STYLES = ("photo", "sketch")
+STYLES = ("photo", "sketch", "clutter")
 FRAMINGS = ("centred", "wild")
 
 #: colour-shape pairs never shown in pretraining (compositional generalisation)
@@ -119,6 +120,8 @@ def render(scene: Scene, rng: np.random.RandomState) -> Image.Image:
     sketch = scene.style == "sketch"
     if sketch:
         base = np.array([235, 230, 215]) + rng.randint(-10, 10, 3)
+    elif scene.style == "clutter":  # any colour, dark or light
+        base = rng.randint(30, 226, 3)
     elif scene.background == "dark":
         base = rng.randint(15, 70, 3)
     else:
@@ -128,6 +131,10 @@ def render(scene: Scene, rng: np.random.RandomState) -> Image.Image:
         cx, cy, rr = rng.randint(0, IMAGE_SIZE, 2).tolist() + [rng.randint(2, 5)]
         blob = _shape_mask("circle", cx, cy, rr, 0.0)
         img[blob] = img[blob] * 0.6 + rng.randint(60, 200) * 0.4
+    if scene.style == "clutter":  # distractors in the objects' own colours
+        for _ in range(rng.randint(8, 14)):
+            cx, cy, rr = rng.randint(0, IMAGE_SIZE, 2).tolist() + [rng.randint(2, 5)]
+            img[_shape_mask("circle", cx, cy, rr, 0.0)] = COLOURS[COLOURS_LIST[rng.randint(len(COLOURS_LIST))]]
     if scene.framing == "centred":
         r = rng.uniform(13, 16) if scene.size == "small" else rng.uniform(16, 19)
         cx, cy = IMAGE_SIZE / 2 + rng.uniform(-1, 1, 2) * min(CENTRE_JITTER, IMAGE_SIZE / 2 - r - 3)
