@@ -159,3 +159,27 @@ def test_testbed_source_launchers_end_to_end_then_the_xd_table(tmp_path):
     assert float(rows[("Average (domain generalisation)", "CoOp_TextRefiner")]["Accuracy"]) == pytest.approx(
         target["accuracy"], abs=1e-4)
     assert "covers 1 of testbed_shapes's 2 targets (not run: testbed_shapes_sketch)" in proc.stderr
+
+
+def test_an_evaluation_of_another_sources_model_is_never_taken_for_this_ones(tmp_path):
+    """The upstream evaluation folder names no source: two sources' models of one trainer, config and
+    shots evaluate into the same folder, so a finished evaluation of the one is not the other's."""
+    from textrefiner.protocols.identity import recorded
+
+    setup = Setup("CoOp", CFG, output=str(tmp_path))
+    of_testbed = xd_test(setup, "testbed_shapes_sketch", seed=1, shots=16, source=TESTBED_XD_SOURCE)
+    of_imagenet = xd_test(setup, "testbed_shapes_sketch", seed=1, shots=16)
+    assert of_testbed.output_dir == of_imagenet.output_dir
+    for step, dataset in ((of_testbed, "TestbedShapes"), (of_imagenet, "ImageNet")):
+        os.makedirs(step.evaluates.output_dir)
+        with open(os.path.join(step.evaluates.output_dir, "result.json"), "w") as f:
+            json.dump({"accuracy": 50.0, "dataset": dataset, "model_dir": ""}, f)
+    write_record(of_testbed.output_dir, 40.0, model_dir=of_testbed.evaluates.output_dir)
+    record = recorded(of_testbed.output_dir)
+    assert of_testbed.done and of_testbed.other_model(record) is None
+    assert not of_imagenet.done and of_imagenet.other_model(record) == of_testbed.evaluates.output_dir
+    message = of_imagenet.conflict()
+    assert "trained on another dataset" in message and "TAG=NAME" in message and "both models are kept" in message
+    # a model folder moved or deleted since cannot be checked: the evaluation is trusted, as before
+    os.remove(os.path.join(of_testbed.evaluates.output_dir, "result.json"))
+    assert of_imagenet.other_model(record) is None

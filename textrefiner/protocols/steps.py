@@ -172,10 +172,31 @@ class Step:
     def done(self) -> bool:
         """Finished with this step's settings (a record without a hash cannot tell: trusted)."""
         record = self.record
-        return record is not None and (record.get(HASH_KEY) is None or same_settings(record, self.expected))
+        return (record is not None and (record.get(HASH_KEY) is None or same_settings(record, self.expected))
+                and self.other_model(record) is None)
+
+    def other_model(self, record: Optional[dict]) -> Optional[str]:
+        """For an evaluation: the model folder ``record`` evaluated when that model was trained on
+        another dataset than this step's model (two cross-dataset sources' models of one trainer,
+        config and shots share an evaluation folder); None otherwise, or when it cannot tell (a
+        model folder moved or deleted since)."""
+        if self.evaluates is None or not record or not record.get("model_dir"):
+            return None
+        there, here = record["model_dir"], self.evaluates.output_dir
+        if osp.abspath(there) == osp.abspath(here):
+            return None
+        theirs, ours = recorded(there), self.evaluates.record
+        if not theirs or not ours or not theirs.get("dataset") or not ours.get("dataset"):
+            return None
+        return there if theirs["dataset"] != ours["dataset"] else None
 
     def conflict(self) -> Optional[str]:
         """Why this step must not run into its folder (another setting's run is there), or None."""
+        other = self.other_model(recorded(self.output_dir))
+        if other is not None:
+            return (f"{self.output_dir} holds the evaluation of the model in {other}, trained on another dataset "
+                    f"than {self.evaluates.output_dir}: give this evaluation a folder of its own (TAG=NAME, "
+                    "--tag NAME in a sweep), or OVERWRITE=1 to replace that evaluation (both models are kept)")
         model_dir = self.evaluates.output_dir if self.evaluates is not None else ""
         return find_conflict(self.output_dir, self.expected, model_dir)
 
@@ -266,7 +287,8 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
     conflict = step.conflict()
     if conflict and not step.overwrite:
         raise SettingsConflict(conflict)
-    if conflict and not same_settings(recorded(step.output_dir), step.expected):
+    if conflict and (not same_settings(recorded(step.output_dir), step.expected)
+                     or step.other_model(recorded(step.output_dir)) is not None):
         kept = f"; the model in {step.evaluates.output_dir} is kept" if step.evaluates is not None else ""
         print(f"Overwrite: deleting {step.output_dir} (a run made with other settings{kept})", file=out, flush=True)
         shutil.rmtree(step.output_dir)
