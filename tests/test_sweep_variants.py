@@ -200,3 +200,31 @@ def test_the_shipped_ablation_sweep_lists_one_job_per_variant_and_seed(tmp_path,
     for variant in ("no_tr", "m1", "m5", "m10", "m25"):
         assert f"CoOp_TextRefiner [{variant}] seed 2: todo" in out
         assert os.path.join("vit_b16_ep10_ctxv1", variant, "seed2") in out
+
+
+TESTBED_ABLATIONS = {  # the paper's ablation artifacts as shipped sweep files: file -> (variants, x key)
+    "ablation_testbed_table3.yaml": (["coop", "aggregation", "plus_semantic", "plus_regularization", "all"], ""),
+    "ablation_testbed_table4.yaml": (["sem_1_20", "sem_1_30", "sem_1_40", "sem_1_60", "reg_5", "reg_10", "reg_15",
+                                      "reg_25", "release"], ""),
+    "ablation_testbed_fig4.yaml": ([f"m{m}" for m in (1, 5, 10, 25, 50, 100)], "TRAINER.TEXTREFINER.CACHE_SIZE"),
+    "ablation_testbed_fig5.yaml": ([f"alpha{a}" for a in ("0.0", "0.1", "0.2", "0.4", "0.6", "0.8", "1.0")],
+                                   "TRAINER.TEXTREFINER.ALPHA"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TESTBED_ABLATIONS))
+def test_the_shipped_testbed_ablations_plan_every_variant_on_both_datasets_and_three_seeds(name, tmp_path, capsys):
+    variants, x_key = TESTBED_ABLATIONS[name]
+    config = REPO / "configs" / "sweeps" / name
+    sweep(["--config", str(config), "--output", str(tmp_path / "out"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert f"2 dataset(s) x 1 shot count(s) x 3 seed(s) x 1 trainer(s) x {len(variants)} variant(s)" in out
+    for variant in variants:
+        for dataset in ("testbed_shapes", "testbed_patterns"):
+            assert f"{dataset} 16-shot CoOp_TextRefiner [{variant}] seed 3: todo" in out
+    if x_key:  # a figure's x axis: every variant but the release's sets the key to a number, each a different one
+        import yaml
+
+        values = [v[x_key] for v in yaml.safe_load(config.read_text())["variants"].values() if v]
+        assert len(values) == len(variants) - 1 and all(isinstance(v, (int, float)) for v in values)
+        assert len(set(values)) == len(values)
