@@ -16,27 +16,8 @@ datasets=("$@")
 read -r -a seeds <<< "${SEEDS:-1 2 3}"
 read -r -a trainers <<< "${TRAINERS:-ZeroshotCLIP CoOp CoOp_TextRefiner CoCoOp CoCoOp_TextRefiner MaPLe MaPLe_TextRefiner}"
 
-# trainer -> "host cfg": the testbed configs of configs/trainers/<trainer>/
-launch() {
-    case "$1" in
-        ZeroshotCLIP) echo "coop testbed" ;;
-        CoOp|CoOp_TextRefiner) echo "coop testbed_ep10_ctxv1" ;;
-        CoCoOp|CoCoOp_TextRefiner) echo "cocoop testbed_c4_ep10_batch1_ctxv1" ;;
-        MaPLe|MaPLe_TextRefiner) echo "maple testbed_c2_ep5_batch4_2ctx" ;;
-        *) echo "scripts/testbed/base2new.sh: no testbed config for trainer $1" >&2; exit 2 ;;
-    esac
-}
-
-# one step; its output goes to a log file, shown (the end of it) only when the step fails
-step() {
-    local log=$1; shift
-    if ! "$@" >> "$log" 2>&1; then
-        echo "FAILED: $*" >&2
-        tail -n 25 "$log" >&2
-        echo "(whole log: $log)" >&2
-        exit 1
-    fi
-}
+# shell functions launch (trainer -> host and testbed config) and step (one logged step)
+source "$here/common.sh"
 
 mkdir -p "$OUTPUT/logs"
 total=$(( ${#datasets[@]} * ${#trainers[@]} * ${#seeds[@]} ))
