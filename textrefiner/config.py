@@ -68,6 +68,11 @@ def add_run_config(cfg: CN) -> None:
     # Resuming with a larger OPTIM.MAX_EPOCH is refused unless this is True; then the learning-rate
     # schedule is re-planned for the new length from the resumed epoch on (earlier epochs keep theirs)
     cfg.TRAIN.EXTEND_EPOCHS = False
+    # True: re-seed the random generators with SEED right before training, so the batches (sampler order,
+    # random crops and flips) depend on the seed only, not on what building the model drew (CoOp's random
+    # context, TextRefiner's cache): variants of a trainer then see the same batches, alone or trained together
+    # (the sweep's shared mode sets it). False (default): upstream's stream, same seed -> same results as before
+    cfg.TRAIN.SEEDED_DATA_STREAM = False
 
 
 def add_backbone_config(cfg: CN) -> None:

@@ -16,7 +16,7 @@ and ``CLIP.encode_text`` block by block, which lets us
   ``encode_prompted_image``.
 """
 from itertools import groupby
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -76,16 +76,26 @@ class ImageEncoder(nn.Module):
         return self.visual.ln_post(x) @ self.visual.proj
 
     def forward(self, image: torch.Tensor, with_local: bool = False) -> VisualOutput:
+        return self.forward_modes(image, (with_local,))[with_local]
+
+    def forward_modes(self, image: torch.Tensor, modes=(False, True)) -> Dict[bool, VisualOutput]:
+        """``forward`` for each ``with_local`` in ``modes``, the blocks before the last run once: the last
+        block computes its attention weights only for local tokens (another kernel, other low bits), so
+        each mode's output is exactly what ``forward`` gives for it."""
         blocks = self.visual.transformer.resblocks
         x = self.embed(image)
         for block in blocks[:-1]:
             x, _ = residual_block(block, x)
-        x, attn = residual_block(blocks[-1], x, need_weights=with_local)
-        x = x.permute(1, 0, 2)  # (B, 1 + P, W)
-        if not with_local:
-            return VisualOutput(self.project(x[:, 0, :]), None, None)
-        tokens = self.project(x)
-        return VisualOutput(tokens[:, 0, :], tokens, attn[:, 0, 1:])
+        outputs = {}
+        for with_local in dict.fromkeys(modes):
+            y, attn = residual_block(blocks[-1], x, need_weights=with_local)
+            y = y.permute(1, 0, 2)  # (B, 1 + P, W)
+            if not with_local:
+                outputs[with_local] = VisualOutput(self.project(y[:, 0, :]), None, None)
+            else:
+                tokens = self.project(y)
+                outputs[with_local] = VisualOutput(tokens[:, 0, :], tokens, attn[:, 0, 1:])
+        return outputs
 
 
 def causal_mask(length: int, device=None) -> torch.Tensor:

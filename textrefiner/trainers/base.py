@@ -26,7 +26,7 @@ from textrefiner.checkpoints.loading import load_module_strictly, read_model_dir
 from textrefiner.config import ConfigError, check_project_keys, check_values, config_part
 from textrefiner.errors import UserError
 from textrefiner.framework import (
-    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer,
+    FRAMEWORK, TrainerX, build_lr_scheduler, build_optimizer, set_random_seed,
 )
 from textrefiner.framework.checkpoint import commit_pending_save, save_registered_models
 from textrefiner.modeling import HardLabels
@@ -49,6 +49,13 @@ class PromptTrainer(TrainerX):
     host_loss_name = "ce"
     #: finite-loss steps this process took (a NaN before any is not the learning rate's fault)
     _updates = 0
+    #: set by ``trainers.lockstep`` while it builds variants that share one CLIP and one data manager
+    shared_build = None
+    #: set by ``trainers.lockstep``: the image tower's output for the current training batch, computed once
+    #: for all variants (None: the trainer runs its own image tower)
+    given_visual = None
+    #: set by ``trainers.lockstep``: the evaluation loaders yield image features instead of images
+    given_image_features = False
 
     def __init__(self, cfg):
         check_project_keys(cfg, self.config_part_names())  # a foreign train.py that skipped add_textrefiner_config fails here, in one line
@@ -79,6 +86,8 @@ class PromptTrainer(TrainerX):
         name = self.cfg.MODEL.BACKBONE.NAME
         print(f"Loading CLIP (backbone: {name})")
         self.precision = Precision(self.host_cfg.PREC, self.device)
+        if self.shared_build is not None and self.shared_build.clip is not None:
+            return self.shared_build.reuse_clip()
         model = load_clip(name, self.cfg.MODEL.BACKBONE.PATH)
         expected = getattr(model.visual, "input_resolution", None)
         if expected is not None and tuple(self.cfg.INPUT.SIZE) != (expected, expected):
@@ -86,7 +95,18 @@ class PromptTrainer(TrainerX):
             hint = f" (the {name} configs are {shipped.configs})" if shipped is not None and shipped.configs else ""
             raise ConfigError(f"INPUT.SIZE {tuple(self.cfg.INPUT.SIZE)} does not fit backbone {name}, which takes "
                              f"{expected} x {expected} images: set INPUT.SIZE ({expected}, {expected}){hint}")
-        return self.precision.cast(model)
+        model = self.precision.cast(model)
+        if self.shared_build is not None:
+            self.shared_build.keep_clip(model)
+        return model
+
+    def build_data_loader(self) -> None:
+        if self.shared_build is not None and self.shared_build.data is not None:
+            self.shared_build.reuse_data(self)
+            return
+        super().build_data_loader()
+        if self.shared_build is not None:
+            self.shared_build.keep_data(self)
 
     def build_model(self) -> None:
         """Template: load CLIP, build the host (``build_host``) and any plug-ins
@@ -159,7 +179,9 @@ class PromptTrainer(TrainerX):
         named loss terms: the host's (``host_losses``), the plug-in's (``plugin_losses``), the host's
         that need the image tower's output (``extra_losses``). That order is the order of their sum
         and of the autograd graph, so it is part of the numbers."""
-        visual = self.model.encode_image(image, with_local=self.needs_local_tokens)
+        visual = self.given_visual
+        if visual is None:
+            visual = self.model.encode_image(image, with_local=self.needs_local_tokens)
         text = self.prompted_text_features(visual)
         classifier_text, plugin_terms = self.training_text_features(text, visual, target)
         logits = self.model.logits(visual.global_feature, classifier_text)
@@ -221,6 +243,14 @@ class PromptTrainer(TrainerX):
         # after_epoch knows nothing of that, so close it here on both frameworks
         commit_pending_save(self)
 
+    def before_train(self) -> None:
+        if self.cfg.TRAIN.SEEDED_DATA_STREAM and self.cfg.SEED >= 0:
+            # the batches become a function of the seed alone (resuming restores the saved state after this)
+            print(f"Re-seeding the random generators with SEED {self.cfg.SEED} before training "
+                  "(TRAIN.SEEDED_DATA_STREAM True: the batches depend on the seed only)")
+            set_random_seed(self.cfg.SEED)
+        super().before_train()
+
     def after_train(self) -> None:
         # Dassl prints "Finish training" before the final test, and its tools/parse_test_res.py reads the
         # metrics after that line; CoOp's parse_test_res.py waits for "Finished training" (Dassl's older
@@ -244,7 +274,11 @@ class PromptTrainer(TrainerX):
         return text
 
     def evaluation_logits(self, image: torch.Tensor, text_features: Optional[torch.Tensor]) -> torch.Tensor:
-        """Logits (B, C) of a test batch from the features ``classifier_text_features`` gave."""
+        """Logits (B, C) of a test batch from the features ``classifier_text_features`` gave; with
+        ``given_image_features`` the batch holds the image tower's features (B, d), computed once for all
+        variants, and the logits are the same as from the images."""
+        if self.given_image_features:
+            return self.model.logits(image, text_features)
         return self.model(image, text_features=text_features)
 
     def test(self, split: Optional[str] = None) -> float:
