@@ -18,6 +18,7 @@ The launchers in ``scripts/<host>/`` run one step; the sweep runs jobs made of s
   pass). Its overwrite replaces the evaluation's folder, never the model's.
 """
 
+import json
 import os
 import os.path as osp
 import re
@@ -42,6 +43,8 @@ from .hosts import host_of
 
 #: how a step starts training: the installed entry point, so steps run from any folder
 TRAIN_COMMAND = (sys.executable, "-m", "textrefiner.cli.train")
+#: how variants that share the frozen image tower run together (``textrefiner/cli/shared.py``)
+SHARED_COMMAND = (sys.executable, "-m", "textrefiner.cli.shared")
 #: config keys every step sets from its own arguments; an override would mislabel the output folder
 PROTOCOL_KEYS = {
     "DATASET.NUM_SHOTS": "set the number of shots with SHOTS=K (launchers) or shots (sweep)",
@@ -279,11 +282,38 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
     Returns train.py's exit status (0 for a skipped step); raises ModelNotReady, ModelMismatch (an
     evaluation whose model was built with other values of keys that change what is evaluated), and
     SettingsConflict for a folder made with other settings (unless the step may overwrite it)."""
+    command = prepare_step(step, log or sys.stdout)
+    if command is None:
+        return 0
+    return _run(command, log, env)
+
+
+def run_steps_shared(steps: Sequence[Step], log: Optional[TextIO] = None, env: Optional[dict] = None) -> int:
+    """Run the ``steps`` not done yet (variants of a CoOp-host trainer for one dataset, split and seed) in
+    one process that computes the frozen image tower once for all (``textrefiner.cli.shared``); each step
+    is checked and prepared as ``run_step`` does. Returns that process's exit status (0: all finished)."""
     out = log or sys.stdout
+    commands = [command for command in (prepare_step(step, out) for step in steps) if command is not None]
+    if len(commands) < 2:
+        return _run(commands[0], log, env) if commands else 0
+    runs = [command[len(TRAIN_COMMAND):] for command in commands]
+    print(f"$ {shlex.join(SHARED_COMMAND)} '<the {len(runs)} train.py runs above>'", file=out, flush=True)
+    return _run([*SHARED_COMMAND, json.dumps(runs)], log, env)
+
+
+def _run(command: List[str], log: Optional[TextIO], env: Optional[dict]) -> int:
+    # the child exits when this process does (textrefiner/cli/parent.py): no orphan writers. Its
+    # output reaches a log line by line (unbuffered), so the log can be followed (progress.py)
+    env = {**child_env(env), "TEXTREFINER_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode
+
+
+def prepare_step(step: Step, out: TextIO) -> Optional[List[str]]:
+    """Check ``step`` and make its folder ready (``run_step``'s rules); its train.py command, or None if done."""
     step.check_model()
     if step.done:
         print(f"Skip: {step.output_dir} already holds {RESULT_FILE} made with the same settings", file=out, flush=True)
-        return 0
+        return None
     conflict = step.conflict()
     if conflict and not step.overwrite:
         raise SettingsConflict(conflict)
@@ -306,7 +336,4 @@ def run_step(step: Step, log: Optional[TextIO] = None, env: Optional[dict] = Non
         write_settings(step.output_dir, step.expected)
     except OSError:
         pass  # the folder cannot be made: train.py fails on it with its own message
-    # the child exits when this process does (textrefiner/cli/parent.py): no orphan writers. Its
-    # output reaches a log line by line (unbuffered), so the log can be followed (progress.py)
-    env = {**child_env(env), "TEXTREFINER_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT if log else None, env=env).returncode
+    return command

@@ -41,6 +41,7 @@ from .executors import EXECUTORS, Progress
 from .preflight import check_configs, preflight
 from .runner import JobOutcome, skipped
 from .settings import SweepSettings, load_yaml
+from .shared import group_jobs, group_log, run_group
 
 
 #: what a sweep without --protocol or --config prints: what to run, then where the rest is
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "settings); repeat for each variant")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="replace runs made with other settings (deletes their folders) instead of refusing")
+    p.add_argument("--shared", action="store_true", default=None,
+                   help="run the CoOp/CoOp_TextRefiner/ZeroshotCLIP runs of each (dataset, shots, seed) in one "
+                        "process, the frozen image tower computed once for all (sets TRAIN.SEEDED_DATA_STREAM True)")
     p.add_argument("--log-dir", help="per-job logs and sweep_report.json (default: <output>/sweep_logs)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="final table: A and B side by side")
     p.add_argument("--dry-run", action="store_true", help="list the jobs and their state; run nothing")
@@ -156,10 +160,30 @@ def run_jobs(settings: SweepSettings, jobs) -> List[JobOutcome]:
         else:
             pending.append(job)
     try:
-        outcomes += EXECUTORS[settings.executor](pending, settings.log_dir, progress, settings)
+        if settings.shared:
+            outcomes += run_shared(pending, settings, progress)
+        else:
+            outcomes += EXECUTORS[settings.executor](pending, settings.log_dir, progress, settings)
     except KeyboardInterrupt:
         raise SystemExit("\nInterrupted: rerun the same command to finish the sweep (finished jobs are kept).")
     return sorted(outcomes, key=lambda o: progress.number[o.name])
+
+
+def run_shared(pending, settings: SweepSettings, progress: Progress) -> List[JobOutcome]:
+    """``shared``: each group of jobs that can share the image tower in one process per step, the others
+    as usual (their one-line reason printed)."""
+    groups, alone = group_jobs(pending)
+    outcomes = []
+    for i, group in enumerate(groups, 1):
+        log = group_log(settings.log_dir, group)
+        print(f"[group {i}/{len(groups)}] {group[0].protocol} {group[0].dataset} {group[0].shots}-shot seed "
+              f"{group[0].seed}: {len(group)} runs share the image tower; log: {log}", flush=True)
+        for outcome in run_group(group, log):
+            progress.finished(outcome)
+            outcomes.append(outcome)
+    if alone:
+        outcomes += EXECUTORS[settings.executor](alone, settings.log_dir, progress, settings)
+    return outcomes
 
 
 def print_outcomes(outcomes: List[JobOutcome]) -> None:

@@ -19,6 +19,9 @@ Every key (all optional):
       m10: {TRAINER.TEXTREFINER.CACHE_SIZE: 10}     # tag (folder <cfg>/<name>/seed<S>, a table row);
       release: {}                 # {}: the config's own settings, in a folder of their own
     overwrite: false              # true: replace runs made with other settings (deletes their folders)
+    shared: false                 # true: the CoOp/CoOp_TextRefiner/ZeroshotCLIP runs (trainers, variants) of
+                                  # a (dataset, shots, seed) run in one process, the frozen image tower
+                                  # computed once for all (sweep/shared.py); sets TRAIN.SEEDED_DATA_STREAM True
     executor: local               # local | submitit-local | slurm
     gpus: [0, 1]                  # local: one job per listed GPU at a time
     slurm: {slurm_partition: gpu, timeout_min: 600}   # submitit AutoExecutor parameters
@@ -50,6 +53,10 @@ from ..results.benchmarks import SEEDS, XD_SOURCE, XD_TARGET_GROUPS, paper_order
 from ..results.record import NOT_SETTINGS
 from .executors import EXECUTORS
 
+#: what shared runs add to every run's overrides: the batches depend on the seed only, so that the
+#: variants trained together see what each sees alone (an alone run with it reproduces the shared one)
+SHARED_OPTS = ("TRAIN.SEEDED_DATA_STREAM", "True")
+
 
 @dataclass
 class SweepSettings:
@@ -68,6 +75,8 @@ class SweepSettings:
     #: variant name (its run tag) -> its flat KEY VALUE overrides, applied after ``opts``
     variants: Dict[str, List[str]] = field(default_factory=dict)
     overwrite: bool = False
+    #: run the variants of a (dataset, shots, seed) that can share the frozen image tower in one process
+    shared: bool = False
     executor: str = "local"
     gpus: List[str] = field(default_factory=list)
     slurm: Dict[str, Any] = field(default_factory=dict)
@@ -100,6 +109,11 @@ class SweepSettings:
             raise UserError(f"executor must be one of {sorted(EXECUTORS)}, got {self.executor!r}")
         if self.gpus and self.executor != "local":
             raise UserError("gpus is for the local executor; on SLURM ask for GPUs with slurm: {gpus_per_node: 1}")
+        if self.shared and (self.executor != "local" or len(self.gpus) > 1):
+            raise UserError("shared runs its groups one after another on this machine: use the local executor "
+                            "with at most one GPU, or drop shared")
+        if self.shared and any(k == "TRAIN.SEEDED_DATA_STREAM" for k in self.opts[::2]):
+            raise UserError("shared sets TRAIN.SEEDED_DATA_STREAM True itself: drop it from opts")
         if self.host not in HOSTS:
             raise UserError(f"host must be one of {sorted(HOSTS)} (textrefiner/protocols/hosts.py), got {self.host!r}")
         host = get_host(self.host)
@@ -154,8 +168,8 @@ class SweepSettings:
 
     def setups(self, trainer: str) -> List[Setup]:
         """The settings ``trainer`` runs with: one per variant (its name as the run tag), else the sweep's."""
-        base = Setup(trainer, self.cfg, self.data, self.output, tuple(self.opts), str(self.tag or ""),
-                     bool(self.overwrite))
+        opts = tuple(self.opts) + (SHARED_OPTS if self.shared else ())
+        base = Setup(trainer, self.cfg, self.data, self.output, opts, str(self.tag or ""), bool(self.overwrite))
         return [replace(base, opts=base.opts + tuple(overrides), tag=name)
                 for name, overrides in self.variants.items()] or [base]
 
@@ -245,7 +259,7 @@ def _checked(key: str, value, source: str):
         if not str(value).strip():
             raise UserError(f"{where} is empty: give a value, or leave the key out for the default")
         return str(value)
-    if key == "overwrite":
+    if key in ("overwrite", "shared"):
         if not isinstance(value, bool):
             raise UserError(f"{where} must be true or false, {got}")
         return value
