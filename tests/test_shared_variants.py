@@ -1,6 +1,7 @@
 """Variants sharing the frozen image tower (``trainers/lockstep.py``): the data stream key, lockstep
 training and shared evaluation features bit-identical to alone runs in fp32, refusals."""
 import json
+import os
 import os.path as osp
 
 import pytest
@@ -146,3 +147,71 @@ def test_prompted_image_tower_and_missing_stream_key_refused(data_root, tmp_path
     plain = cfg_of(data_root, tmp_path / "b")
     with pytest.raises(UserError, match="TRAIN.SEEDED_DATA_STREAM"):
         run_lockstep([Variant(plain, open(tmp_path / "lb", "w"))])
+
+
+def test_sweep_shared_groups_variants_runs_unsharable_alone_and_skips_on_rerun(data_root, tmp_path):
+    """``--shared`` end to end on a tiny grid: one group (three variants) in one process per step, a
+    variant with another input pipeline run alone with its one line, each folder as an alone run's
+    (result.json with TRAIN.SEEDED_DATA_STREAM), a variant run alone with the key bit-identical to its
+    shared run, and a rerun that skips everything."""
+    from launch_helpers import LAUNCH_OPTS
+    from test_sweep_variants import CACHE, CFG, GRID, run_sweep, sweep_file
+    from textrefiner.results.layout import RunKey, run_dir
+
+    grid = [*GRID[:GRID.index("--seeds") + 1], "1", *GRID[GRID.index("--seeds") + 3:]]
+    variants = ("  m1: {%s: 1}\n  m4: {%s: 4}\n  no_tr: {TRAINER.TEXTREFINER.ENABLED: false}\n"
+                "  bilinear: {INPUT.INTERPOLATION: bilinear}\n" % (CACHE, CACHE))
+    out = tmp_path / "output"
+    args = ["--config", sweep_file(tmp_path, variants), *grid, "--data", data_root, "--output", out, "--shared",
+            "--", *LAUNCH_OPTS]
+    first = run_sweep(args, tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "[group 1/1] base2new synthetic 2-shot seed 1: 3 runs share the image tower" in first.stdout
+    assert "[bilinear] seed 1: runs alone, not shared: it differs in INPUT.INTERPOLATION" in first.stdout
+    assert "4 ran, 0 skipped" in first.stdout
+
+    def folder(kind, variant, root=out):
+        return run_dir(str(root), RunKey(kind, "synthetic", 2, "CoOp_TextRefiner", CFG, 1, variant))
+
+    for variant in ("m1", "m4", "no_tr", "bilinear"):
+        for kind in ("base2new_train", "base2new_test"):
+            record = json.loads(open(osp.join(folder(kind, variant), "result.json")).read())
+            assert record["settings"]["TRAIN.SEEDED_DATA_STREAM"] is True
+            log = open(osp.join(folder(kind, variant), "log.txt")).read()
+            assert ("Shared run" in log) == (variant != "bilinear")
+    logs = sorted(p.name for p in (out / "sweep_logs").iterdir() if p.name.startswith("shared-"))
+    assert logs == [f"shared-base2new-synthetic-shots2-seed1-{CFG}-3runs.log"]
+
+    # the same variant alone (train.py, its own process) with the key: the same checkpoint and results
+    alone_out = tmp_path / "alone"
+    alone_out.mkdir()
+    solo = run_sweep(["--config", sweep_file(alone_out, "  m4: {%s: 4}\n" % CACHE), *grid, "--data", data_root,
+                      "--output", alone_out, "--", *LAUNCH_OPTS, "TRAIN.SEEDED_DATA_STREAM", "True"], tmp_path)
+    assert solo.returncode == 0, solo.stdout[-3000:] + solo.stderr[-3000:]
+    for kind in ("base2new_train", "base2new_test"):
+        a, s = (json.loads(open(osp.join(folder(kind, "m4", root), "result.json")).read())
+                for root in (alone_out, out))
+        assert a["accuracy"] == s["accuracy"] and a["settings"] == s["settings"]
+    assert checkpoint_tensors_at(folder("base2new_train", "m4", alone_out)) and all(
+        torch.equal(x, y) for x, y in zip(checkpoint_tensors_at(folder("base2new_train", "m4", alone_out)).values(),
+                                          checkpoint_tensors_at(folder("base2new_train", "m4")).values()))
+
+    again = run_sweep(args, tmp_path)
+    assert again.returncode == 0 and "0 ran, 4 skipped" in again.stdout, again.stdout[-3000:]
+    # a group whose evaluations were lost reruns only those (the trained models are kept)
+    for variant in ("m1", "m4"):
+        os.remove(osp.join(folder("base2new_test", variant), "result.json"))
+    third = run_sweep(args, tmp_path)
+    assert third.returncode == 0 and "2 ran, 2 skipped" in third.stdout, third.stdout[-3000:]
+
+
+def checkpoint_tensors_at(folder):
+    """Every tensor of the last checkpoint of each module in ``folder``."""
+    out = {}
+    for name in ("prompt_learner", "textrefiner"):
+        files = sorted(f for f in os.listdir(osp.join(folder, name)) if f.startswith("model.pth.tar-")) \
+            if osp.isdir(osp.join(folder, name)) else []
+        if files:
+            state = torch.load(osp.join(folder, name, files[-1]), map_location="cpu", weights_only=False)
+            out.update({f"{name}.{k}": v for k, v in state["state_dict"].items()})
+    return out
