@@ -215,3 +215,39 @@ def checkpoint_tensors_at(folder):
             state = torch.load(osp.join(folder, name, files[-1]), map_location="cpu", weights_only=False)
             out.update({f"{name}.{k}": v for k, v in state["state_dict"].items()})
     return out
+
+
+def test_interrupted_lockstep_resumes_exactly(data_root, tmp_path, monkeypatch):
+    """A group stopped after its first epoch (checkpoints every epoch) and run again resumes each variant
+    from its checkpoint: the final checkpoints equal those of an uninterrupted group, bit for bit."""
+    from textrefiner.trainers import lockstep
+
+    def group(root):
+        variants = []
+        for name in ("coop", "all"):
+            folder = root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            cfg = cfg_of(data_root, folder, [*TABLE3[name], *STREAM, "TRAIN.CHECKPOINT_FREQ", 1])
+            variants.append(Variant(cfg, open(folder / "log.txt", "a")))
+        return variants
+
+    assert run_lockstep(group(tmp_path / "whole"), say=lambda line: None) == []
+    real_epoch = lockstep._epoch
+
+    def stop_at_second(members, epoch, encoder):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        real_epoch(members, epoch, encoder)
+
+    monkeypatch.setattr(lockstep, "_epoch", stop_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_lockstep(group(tmp_path / "cut"), say=lambda line: None)
+    assert not (tmp_path / "cut" / "all" / "result.json").exists()
+    monkeypatch.setattr(lockstep, "_epoch", real_epoch)
+    lines = []
+    assert run_lockstep(group(tmp_path / "cut"), say=lines.append) == []
+    assert any("resume at epoch 2" in line for line in lines)
+    for name in ("coop", "all"):
+        whole, cut = checkpoint_tensors(tmp_path / "whole" / name), checkpoint_tensors(tmp_path / "cut" / name)
+        assert whole and all(torch.equal(whole[k], cut[k]) for k in whole)
+        assert accuracy(tmp_path / "whole" / name) == accuracy(tmp_path / "cut" / name)
