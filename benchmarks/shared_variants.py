@@ -253,32 +253,40 @@ def main(argv=None) -> None:
     if args.quick:
         args.backbone, args.classes, args.parts, args.steps, args.batch = "random:tiny", [20], ["synthetic"], 1, 8
     runs = []
+    started = time.time()
+
+    def results():
+        return {
+            "date": datetime.date.today().isoformat(),
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                       f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+            "load": args.load or f"Load average (1 min) at the end: {os.getloadavg()[0]:.1f}.",
+            "command": " ".join(["python", "benchmarks/shared_variants.py", *(argv or sys.argv[1:])]),
+            "seconds": round(time.time() - started),
+            "runs": runs,
+        }
+
+    def save():  # after every part: a long run stopped early keeps what it measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(results(), indent=2) + "\n")
+        if args.markdown:
+            Path(args.markdown).write_text(markdown(results()))
+
     if "synthetic" in args.parts:
         for i, classes in enumerate(args.classes):
             steps, batch = (args.steps, args.batch) if i == 0 else (args.large_steps, args.large_batch)
             names = args.variants if i == 0 else (args.large_variants or args.variants)
             runs.append(synthetic(args.backbone, classes, names, steps, batch, args.eval_batches,
                                   args.eval_batch, [n for n in args.alone if n in names]))
+            save()
     if "testbed" in args.parts:
         if args.testbed_data:
             runs.append(testbed(args.variants, 1, args.testbed_data))
         else:
             with tempfile.TemporaryDirectory() as data:
                 runs.append(testbed(args.variants, 1, data))
-    results = {
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
-        "load": args.load or f"Load average at the end: {os.getloadavg()[0]:.1f} (1 min).",
-        "command": " ".join(["python", "benchmarks/shared_variants.py", *(argv or sys.argv[1:])]),
-        "runs": runs,
-    }
-    text = markdown(results)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    if args.markdown:
-        Path(args.markdown).write_text(text)
+    save()
+    print(markdown(results()))
 
 
 if __name__ == "__main__":
