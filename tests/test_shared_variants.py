@@ -69,6 +69,7 @@ def alone(data_root, folder, overrides):
     return trainer
 
 
+@pytest.mark.slow
 def test_lockstep_equals_alone_bit_for_bit(data_root, tmp_path):
     """Table 3's variants (+ ZeroshotCLIP evaluated) in lockstep: every checkpoint tensor and accuracy
     equal its alone run's (fp32), and each folder holds what an alone run writes."""
@@ -149,6 +150,7 @@ def test_prompted_image_tower_and_missing_stream_key_refused(data_root, tmp_path
         run_lockstep([Variant(plain, open(tmp_path / "lb", "w"))])
 
 
+@pytest.mark.slow
 def test_sweep_shared_groups_variants_runs_unsharable_alone_and_skips_on_rerun(data_root, tmp_path):
     """``--shared`` end to end on a tiny grid: one group (three variants) in one process per step, a
     variant with another input pipeline run alone with its one line, each folder as an alone run's
@@ -217,6 +219,7 @@ def checkpoint_tensors_at(folder):
     return out
 
 
+@pytest.mark.slow
 def test_interrupted_lockstep_resumes_exactly(data_root, tmp_path, monkeypatch):
     """A group stopped after its first epoch (checkpoints every epoch) and run again resumes each variant
     from its checkpoint: the final checkpoints equal those of an uninterrupted group, bit for bit."""
