@@ -141,7 +141,8 @@ def run_measured(command, env=None) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(map(str, command[:6]))} ... failed:\n{output[-3000:]}")
     printed = [json.loads(line[7:]) for line in output.splitlines() if line.startswith("RESULT ")]
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024, **(printed[-1] if printed else {})}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+            **(printed[-1] if printed else {})}
 
 
 def synthetic(backbone: str, classes: int, variants, steps: int, batch: int, eval_batches: int,
@@ -159,13 +160,14 @@ def synthetic(backbone: str, classes: int, variants, steps: int, batch: int, eva
     def total(key):
         return sum(run.get(key, 0.0) for run in alone) * len(variants) / len(alone)
 
-    one_by_one = {key: total(key) for key in ("wall_s", "train", "eval", "total")}
+    one_by_one = {key: total(key) for key in ("wall_s", "cpu_s", "train", "eval", "total")}
     return {
         "part": "synthetic", "backbone": backbone, "classes": classes, "variants": list(variants), "steps": steps,
         "batch": batch, "eval_batches": eval_batches, "eval_batch": eval_batch,
         "alone_measured": list(sample or variants),
         "shared": shared, "one_by_one": one_by_one, "alone_runs": alone,
         "time_ratio": shared["wall_s"] / one_by_one["wall_s"],
+        "cpu_ratio": shared["cpu_s"] / one_by_one["cpu_s"],
         "compute_ratio": (shared["train"] + shared["eval"]) / (one_by_one["train"] + one_by_one["eval"]),
         "memory_ratio": shared["peak_rss_mib"] / max(run["peak_rss_mib"] for run in alone),
     }
@@ -176,6 +178,10 @@ def testbed(variants, seed: int, data: str) -> dict:
     flags = []
     for name in variants:
         flags += ["--variant", name, *map(str, VARIANTS[name])]
+    from textrefiner.testbed.datasets import TestbedShapes
+
+    with redirect_stdout(io.StringIO()):
+        TestbedShapes.load_records(data)  # generated before the clocks start
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("shared", "one_by_one"):
@@ -187,7 +193,12 @@ def testbed(variants, seed: int, data: str) -> dict:
             runs[mode] = run_measured(command, env={**os.environ, "PYTHONPATH": str(REPO)})
     return {"part": "testbed", "dataset": "testbed_shapes", "seed": seed, "variants": list(variants), **runs,
             "time_ratio": runs["shared"]["wall_s"] / runs["one_by_one"]["wall_s"],
+            "cpu_ratio": runs["shared"]["cpu_s"] / runs["one_by_one"]["cpu_s"],
             "memory_ratio": runs["shared"]["peak_rss_mib"] / runs["one_by_one"]["peak_rss_mib"]}
+
+
+def cpu(run: dict) -> str:
+    return f"{run['cpu_ratio']:.3f}" if "cpu_ratio" in run else "-"
 
 
 def markdown(results: dict) -> str:
@@ -195,11 +206,12 @@ def markdown(results: dict) -> str:
              "", f"Date: {results['date']}. Machine: {results['machine']}. {results['load']}", "",
              "Shared: one process, the image tower once per batch for all variants (training and evaluation). "
              "One by one: each variant in its own process (as a sweep without `shared` runs them). Time ratio = "
-             "shared / one-by-one wall time (CLIP loading included); compute ratio = the same for training + "
+             "shared / one-by-one wall time (CLIP loading included); CPU-time ratio = the same for the processes' CPU "
+             "time (user + system: less sensitive to other load on the machine); compute ratio = the same for training + "
              "evaluation alone; memory ratio = shared peak RSS / one run's peak RSS.", "",
              "| part | backbone | classes | steps x batch | eval | shared s | one-by-one s | time ratio | "
-             "compute ratio | shared MiB | one run MiB | memory ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "CPU-time ratio | compute ratio | shared MiB | one run MiB | memory ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         if r["part"] == "synthetic":
             one = max(a["peak_rss_mib"] for a in r["alone_runs"])
@@ -208,12 +220,13 @@ def markdown(results: dict) -> str:
             lines.append(f"| synthetic, {len(r['variants'])} variants{measured} | {r['backbone']} | {r['classes']} | "
                          f"{r['steps']} x {r['batch']} | "
                          f"{r['eval_batches']} x {r['eval_batch']} | {r['shared']['wall_s']:.1f} | "
-                         f"{r['one_by_one']['wall_s']:.1f} | {r['time_ratio']:.3f} | {r['compute_ratio']:.3f} | "
+                         f"{r['one_by_one']['wall_s']:.1f} | {r['time_ratio']:.3f} | {cpu(r)} | {r['compute_ratio']:.3f} | "
                          f"{r['shared']['peak_rss_mib']:.0f} | {one:.0f} | {r['memory_ratio']:.2f} |")
         else:
-            lines.append(f"| testbed sweep (base2new train + test, {r['dataset']}, seed {r['seed']}) | testbed | 12 "
+            lines.append(f"| testbed sweep, {len(r['variants'])} variants (base2new train + test, {r['dataset']}, "
+                         f"seed {r['seed']}) | testbed | 12 "
                          f"base / 12 new | 10 epochs x 32 | val + test | {r['shared']['wall_s']:.1f} | "
-                         f"{r['one_by_one']['wall_s']:.1f} | {r['time_ratio']:.3f} | - | "
+                         f"{r['one_by_one']['wall_s']:.1f} | {r['time_ratio']:.3f} | {cpu(r)} | - | "
                          f"{r['shared']['peak_rss_mib']:.0f} | {r['one_by_one']['peak_rss_mib']:.0f} | "
                          f"{r['memory_ratio']:.2f} |")
     described = ", ".join(f"{k} ({' '.join(map(str, v)) or 'release'})" for k, v in VARIANTS.items())
@@ -281,6 +294,7 @@ def main(argv=None) -> None:
             save()
     if "testbed" in args.parts:
         if args.testbed_data:
+            os.makedirs(args.testbed_data, exist_ok=True)
             runs.append(testbed(args.variants, 1, args.testbed_data))
         else:
             with tempfile.TemporaryDirectory() as data:
