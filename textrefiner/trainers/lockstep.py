@@ -209,7 +209,8 @@ def _guarded(v: Variant, action: Callable[[], object]) -> None:
             traceback.print_exc(file=v.out)
             v.error = " ".join(str(e).split())[:300] or type(e).__name__
             print(f"Error: {v.error}")
-    v.out.flush()
+    # the log file's buffer only: a Logger's own flush also syncs to disk, once per variant and batch here
+    getattr(v.out, "file", v.out).flush()
 
 
 def _evaluate(v: Variant) -> None:
