@@ -148,3 +148,17 @@ def _average_line(summary: Summary, paper, name: str, method: str) -> Optional[l
     for column in summary.columns:
         line += [ours[column], theirs[column], ours[column].mean - theirs[column]]
     return line
+
+
+@lru_cache(maxsize=None)
+def ablation_values(table: str) -> Dict[Tuple[str, str], Tuple[str, float]]:
+    """(variant, column) -> (the paper's row label, its figure) of an ablation table ("table3", "table4",
+    ImageNet with the CoOp host); the variant is the run tag of configs/sweeps/ablation_testbed_<table>.yaml."""
+    values = {}
+    with open(PAPER_FILE, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["table"] == table:
+                values[(row["trainer"], row["column"])] = (row["paper_method"], float(row["value"]))
+    if not values:
+        raise ValueError(f"paper_tables.csv has no {table} rows")
+    return values
