@@ -62,13 +62,18 @@ def test_ablations_are_imagenet_with_the_coop_host(real):
     assert lambda1 == {20, 30, 40, 50, 60} and lambda2 == {5.0, 10.0, 15.0, 20.0, 25.0}
 
 
-def test_dry_run_lists_every_job(tmp_path, capsys):
+def test_dry_run_lists_every_job(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TEACHER_DIR", "")  # the command sets it for its PromptKD jobs: restored after the test
     with pytest.raises(SystemExit) as done:
         main(["table1", "table3", "--data", str(tmp_path), "--dry-run", "--out", str(tmp_path / "out")])
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "seeds 1 2 3; shots 16; epochs 10; batch 32" in text
     assert "base2new_train" in text and "(done)" not in text
+    # PromptKD's teachers come first: the release's ViT-L/14 PromptSRC, one per dataset, under the runs
+    teachers = [line for line in text.splitlines() if line.startswith("teacher: ")]
+    assert len(teachers) == 11 and all("PromptSRC vit_l14_c2_ep20_batch8_4+4ctx" in line for line in teachers)
+    assert all(str(tmp_path / "out" / "runs" / "teachers") in line for line in teachers)
     assert not (tmp_path / "out" / "runs").exists()  # a dry run writes nothing
 
 

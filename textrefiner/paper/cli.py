@@ -113,6 +113,8 @@ def make_plan(args) -> plan.Plan:
     world = plan.make_world(data, out, args.seeds, args.quick, args.runs, args.opts)
     if not data and args.testbed_data:
         world = World(world.name, args.testbed_data, world.runs, world.seeds, world.quick, world.opts)
+    # PromptKD's jobs read their teachers from $TEACHER_DIR (its step options): the plan's own folder
+    os.environ["TEACHER_DIR"] = plan.teacher_dir(world)
     result = plan.Plan(world, artifacts, plan.groups(world, artifacts))
     for group in result.groups:
         group.settings.executor = args.executor
@@ -138,12 +140,15 @@ def run(args, argv) -> int:
         jobs_of[i] = group.settings.jobs()
         check_configs(jobs_of[i], "the paper command's settings")
         print(f"  {describe(group)}: {len(jobs_of[i])} jobs")
-    teachers = teacher_steps(the_plan)
+    teachers = plan.teacher_steps(the_plan)
     if teachers:
         print(f"  teachers: {len(teachers)} PromptSRC run(s) first, written where PromptKD reads them")
     if "fig3" in the_plan.artifacts:
         print("  fig3: evaluation images/s of every method on this machine's device")
     if args.dry_run:
+        for step in teachers:
+            print(f"teacher: {step.key.trainer} {step.key.cfg} on {step.key.dataset} -> {step.teacher_file}"
+                  f"{'  (done)' if step.done else ''}")
         for i, group in enumerate(the_plan.groups):
             print(f"\n{group.label}")
             list_jobs(jobs_of[i])
@@ -155,12 +160,6 @@ def run(args, argv) -> int:
               "command to retry them (finished runs are kept)")
         return 1
     return code
-
-
-def teacher_steps(the_plan: plan.Plan) -> list:
-    """PromptKD's teachers: filled in by ``plan.teacher_steps`` once a testbed teacher exists."""
-    builder = getattr(plan, "teacher_steps", None)
-    return builder(the_plan) if builder else []
 
 
 def run_teachers(steps, world: World) -> int:

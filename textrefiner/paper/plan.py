@@ -137,11 +137,13 @@ def _settings(world: World, protocol: str, host: str, trainers: Sequence[str], d
     return settings.resolve()
 
 
-def table1_groups(world: World) -> List[Group]:
+def table1_datasets(world: World) -> Tuple[str, ...]:
     datasets = TESTBED_DATASETS if world.testbed else BASE2NEW_DATASETS
-    if world.quick:
-        datasets = datasets[:1]
-    return [Group("table1", _settings(world, "base2new", host, trainers, datasets), host == "promptkd")
+    return datasets[:1] if world.quick else datasets
+
+
+def table1_groups(world: World) -> List[Group]:
+    return [Group("table1", _settings(world, "base2new", host, trainers, table1_datasets(world)), host == "promptkd")
             for host, trainers in TABLE1_GROUPS]
 
 
@@ -209,3 +211,33 @@ class Plan:
     world: World
     artifacts: List[str]
     groups: List[Group] = field(default_factory=list)
+
+
+#: PromptKD's teachers: one per dataset (the release's layout has no seed), trained with this seed
+TEACHER_SEED = 1
+#: the testbed's teacher config (PromptSRC on the testbed CLIP); "" until one ships
+TESTBED_TEACHER_CFG = ""
+
+
+def teacher_dir(world: World) -> str:
+    """Where the paper command's teachers go: beside its runs, never the user's default teacher folder."""
+    return osp.abspath(osp.join(world.runs, "teachers"))
+
+
+def teacher_steps(the_plan: "Plan") -> list:
+    """The teacher step (PromptSRC, written where PromptKD reads it) of every dataset a PromptKD group
+    of the plan runs on: the release's ViT-L/14 teacher config on real data, the testbed's on the testbed."""
+    from ..protocols.steps import Setup
+    from ..protocols.teacher import TEACHER_CFG, TEACHER_TRAINER, train_teacher
+
+    world = the_plan.world
+    datasets = sorted({d for g in the_plan.groups if g.needs_teachers for d in g.settings.datasets})
+    if not datasets:
+        return []
+    cfg = TESTBED_TEACHER_CFG if world.testbed else TEACHER_CFG
+    if not cfg:
+        raise UserError("PromptKD needs a teacher, and no testbed teacher config ships: leave table1's PromptKD "
+                        "rows to real data (--data ROOT)")
+    opts = tuple(world.opts) + (QUICK_OPTS if world.quick else ())
+    setup = Setup(TEACHER_TRAINER, cfg, world.data, world.runs, opts)
+    return [train_teacher(setup, d, TEACHER_SEED, teacher_dir=teacher_dir(world)) for d in datasets]

@@ -50,9 +50,8 @@ def protocol_table(world: plan.World, artifact: str) -> Optional[Summary]:
     """Table 1 or 2 from the runs (untagged runs of its trainers); None when nothing finished yet."""
     try:
         if artifact == "table1":
-            datasets = [d for d in plan.table1_groups(world)[0].settings.datasets]
             return protocol_summary(world.runs, "base2new", trainers=_trainers(plan.TABLE1_GROUPS), variants=[""],
-                                    datasets=datasets, seeds=world.seeds)
+                                    datasets=list(plan.table1_datasets(world)), seeds=world.seeds)
         source, targets = plan.table2_source_targets(world)
         return protocol_summary(world.runs, "xd", trainers=_trainers(plan.TABLE2_GROUPS), variants=[""],
                                 datasets=list(targets), seeds=world.seeds, source=source)
@@ -74,17 +73,18 @@ def beside_paper(summary: Summary, world: plan.World) -> List[str]:
     if world.testbed:
         paper = paper_values(summary.protocol)
         if summary.protocol == "base2new":
-            row, label, paper_row = AVERAGE, f"testbed {AVERAGE.lower()} ({len(summary.rows) - 1} datasets)", AVERAGE
+            row, paper_row, theirs_label = AVERAGE, AVERAGE, "paper, 11-dataset Average"
         else:
             row = next(r for r in summary.rows if r.startswith(AVERAGE))
-            label, paper_row = f"testbed {row}", f"{AVERAGE} (domain generalisation)"
-        headers = ["Method"] + [f"{c} ours ({label})" for c in summary.columns] + \
-                  [f"{c} paper ({paper_row}, its datasets)" for c in summary.columns]
+            paper_row, theirs_label = f"{AVERAGE} (domain generalisation)", "paper, mean of its 4 targets"
+        headers = ["Method"] + [f"{c} (ours, testbed {row})" for c in summary.columns] + \
+                  [f"{c} ({theirs_label})" for c in summary.columns]
         rows = []
         for method in summary.methods:
             ours = [summary.get(method, row, c) for c in summary.columns]
             theirs = [paper.get((method, paper_row, c)) for c in summary.columns]
-            rows.append([method] + [_fmt(s.mean if s else None) for s in ours] + [_fmt(v) for v in theirs])
+            rows.append([method] + [_fmt(s.mean if s else None) + (" (partial)" if s and s.partial else "")
+                                    for s in ours] + [_fmt(v) for v in theirs])
         return ["Ours beside the paper's (no difference is taken: the testbed's datasets and CLIP are not the "
                 "paper's; a method the paper did not run shows -):", "",
                 tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
