@@ -1,0 +1,86 @@
+"""PromptKD on the offline testbed: PromptSRC's template key (TRAINER.PROMPTSRC.TEMPLATES), the testbed teacher
+config written by the teacher step under a teacher root with ``{seed}``, and the testbed PromptKD config reading
+it, planned by the sweep (whose preflight names a missing teacher file)."""
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import build, make_cfg
+from test_bad_inputs import args, assert_refused
+from test_promptsrc import PROMPTSRC_YAML, TINY_OPTS
+from textrefiner.hosts.coop import tokenize
+from textrefiner.hosts.templates import IMAGENET_TEMPLATES
+from textrefiner.protocols import Setup
+from textrefiner.protocols.steps import base2new_test, run_step
+from textrefiner.protocols.teacher import (
+    TESTBED_PROMPTKD_CFG, TESTBED_TEACHER_CFG, TESTBED_TEACHER_DIR, TEACHER_TRAINER, train_teacher,
+)
+from textrefiner.sweep.preflight import preflight
+from textrefiner.sweep.settings import SweepSettings
+from textrefiner.testbed.world import CLASS_TEMPLATES
+from textrefiner.trainers.promptsrc import TEMPLATE_SETS
+
+#: sha256 of CoOp's 60 ImageNet templates joined by newlines, as the PromptSRC release averages them
+IMAGENET_TEMPLATES_SHA256 = "dc3398ed3ffc7c259342582bc0f36d7ac66c4dee17981a37b77b0fc9c23d4f72"
+
+
+def test_default_templates_are_the_release_ones_and_testbed_names_the_caption_forms():
+    assert TEMPLATE_SETS["imagenet"] is IMAGENET_TEMPLATES and len(IMAGENET_TEMPLATES) == 60
+    assert hashlib.sha256("\n".join(IMAGENET_TEMPLATES).encode()).hexdigest() == IMAGENET_TEMPLATES_SHA256
+    assert TEMPLATE_SETS["testbed"] == CLASS_TEMPLATES == ("a photo of a {}.", "a {}.", "a sketch of a {}.")
+
+
+def test_testbed_templates_are_the_text_targets_when_asked(data_root, tmp_path, tiny_clip):
+    default = build(make_cfg(data_root, "PromptSRC", str(tmp_path / "a"), PROMPTSRC_YAML, TINY_OPTS))
+    assert default.cfg.TRAINER.PROMPTSRC.TEMPLATES == "imagenet"
+    trainer = build(make_cfg(data_root, "PromptSRC", str(tmp_path / "b"), PROMPTSRC_YAML,
+                             [*TINY_OPTS, "TRAINER.PROMPTSRC.TEMPLATES", "testbed"]))
+    names = [n.replace("_", " ") for n in trainer.dm.dataset.classnames]
+    with torch.no_grad():
+        per_template = [tiny_clip.encode_text(tokenize([t.format(n) for n in names])) for t in CLASS_TEMPLATES]
+    torch.testing.assert_close(trainer.model.frozen_text, torch.stack(per_template).mean(0))
+    assert not torch.allclose(trainer.model.frozen_text, default.model.frozen_text)
+
+
+def test_an_unknown_template_set_stops_with_one_line_naming_the_choices(data_root, tmp_path, capsys):
+    argv = args(data_root, tmp_path / "out", "PromptSRC", PROMPTSRC_YAML,
+                opts=[*TINY_OPTS, "TRAINER.PROMPTSRC.TEMPLATES", "cifar"])
+    error = assert_refused(argv, Path(data_root), capsys, "TRAINER.PROMPTSRC.TEMPLATES")
+    assert "imagenet" in error and "testbed" in error
+
+
+@pytest.mark.slow
+def test_testbed_teacher_step_writes_per_seed_and_the_swept_promptkd_student_reads_it(tmp_path):
+    """The testbed teacher config trains (1 shot, 1 epoch) through the teacher step into <root>/seed1; a sweep
+    of PromptKD_TextRefiner with the testbed config and that root first reports the missing teacher, then
+    distils from it; the teacher's novel-class evaluation runs too."""
+    data, out = str(tmp_path / "data"), str(tmp_path / "output")
+    teachers = str(tmp_path / "teachers" / "seed{seed}")
+    sweep = SweepSettings(protocol="base2new", host="promptkd", trainers=["PromptKD_TextRefiner"],
+                          cfg=TESTBED_PROMPTKD_CFG, datasets=["testbed_shapes"], seeds=[1], shots=[1], data=data,
+                          output=out, opts=["OPTIM.MAX_EPOCH", "1", "TRAINER.PROMPTKD.TEACHER_DIR", teachers]).resolve()
+    jobs = sweep.jobs()
+    teacher_file = tmp_path / "teachers" / "seed1" / "TestbedShapes" / "VLPromptLearner" / "model-best.pth.tar"
+    assert any(f"PromptKD teacher {teacher_file} (for testbed_shapes seed 1): no such file" in p
+               for p in preflight(jobs, data))
+
+    teacher_setup = Setup(TEACHER_TRAINER, TESTBED_TEACHER_CFG, data, out,
+                          opts=("OPTIM.MAX_EPOCH", "1", "TRAINER.PROMPTSRC.GPA_MEAN", "1"))
+    step = train_teacher(teacher_setup, "testbed_shapes", 1, shots=1, teacher_dir=teachers)
+    assert step.teacher_file == str(teacher_file)
+    with open(tmp_path / "teacher.log", "w") as log:
+        assert run_step(step, log=log) == 0
+    assert teacher_file.is_file() and step.done
+    assert "3 testbed templates" in (tmp_path / "teacher.log").read_text()
+    with open(tmp_path / "teacher-novel.log", "w") as log:
+        assert run_step(base2new_test(teacher_setup, "testbed_shapes", 1, shots=1), log=log) == 0
+
+    assert not any("PromptKD teacher" in p for p in preflight(jobs, data))
+    train = jobs[0].steps[0]
+    with open(tmp_path / "student.log", "w") as log:
+        assert run_step(train, log=log) == 0
+    text = (tmp_path / "student.log").read_text()
+    assert f"teacher tensors from {teacher_file}" in text
+    assert train.record["trainer"] == "PromptKD_TextRefiner" and 0 <= train.record["accuracy"] <= 100
