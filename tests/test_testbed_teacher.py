@@ -13,7 +13,7 @@ from test_promptsrc import PROMPTSRC_YAML, TINY_OPTS
 from textrefiner.hosts.coop import tokenize
 from textrefiner.hosts.templates import IMAGENET_TEMPLATES
 from textrefiner.protocols import Setup
-from textrefiner.protocols.steps import base2new_test, run_step
+from textrefiner.protocols.steps import base2new_test, base2new_train, run_step
 from textrefiner.protocols.teacher import (
     TESTBED_PROMPTKD_CFG, TESTBED_TEACHER_CFG, TESTBED_TEACHER_DIR, TEACHER_TRAINER, train_teacher,
 )
@@ -49,6 +49,18 @@ def test_an_unknown_template_set_stops_with_one_line_naming_the_choices(data_roo
                 opts=[*TINY_OPTS, "TRAINER.PROMPTSRC.TEMPLATES", "cifar"])
     error = assert_refused(argv, Path(data_root), capsys, "TRAINER.PROMPTSRC.TEMPLATES")
     assert "imagenet" in error and "testbed" in error
+
+
+def test_where_a_student_reads_its_teacher_is_not_part_of_its_settings(tmp_path):
+    """A teacher root per seed ({seed}), relative or absolute, from $TEACHER_DIR or a key: one setting, so
+    the seeds of a table pool and a rerun elsewhere finds its finished runs."""
+    def settings(teacher_dir):
+        setup = Setup("PromptKD", TESTBED_PROMPTKD_CFG, output=str(tmp_path),
+                      opts=("TRAINER.PROMPTKD.TEACHER_DIR", teacher_dir))
+        return base2new_train(setup, "testbed_shapes", 1).expected
+    here, there = settings(TESTBED_TEACHER_DIR), settings(str(tmp_path / "elsewhere" / "seed1"))
+    assert here == there and "TRAINER.PROMPTKD.TEACHER_DIR" not in here[1]
+    assert here[1]["TRAINER.PROMPTKD.TEACHER_NAME"] == "testbed" and here[1]["MODEL.BACKBONE.NAME"] == "testbed"
 
 
 @pytest.mark.slow

@@ -115,7 +115,9 @@ def teacher_file_problems(steps, teacher_clips_missing: set) -> List[str]:
     """One line per PromptKD training whose teacher file (``TEACHER_PROMPTS file``) is not there: the
     file its config names for its seed (``{seed}`` in TEACHER_DIR). A teacher whose CLIP weights are
     missing is left to that problem's line."""
-    from ..teacher_layout import teacher_path, with_seed
+    # imported here: building a config imports the framework (torch)
+    from ..run_config import build_run_config
+    from ..trainers.promptkd import teacher_file
 
     lines = {}
     for step in steps:
@@ -125,14 +127,12 @@ def teacher_file_problems(steps, teacher_clips_missing: set) -> List[str]:
             continue
         if (s.get(TEACHER_KEYS[1], ""), s.get(TEACHER_KEYS[2], "")) in teacher_clips_missing:
             continue
-        seed = step.key.seed
-        path = with_seed(str(s.get("TRAINER.PROMPTKD.TEACHER_FILE", "")), seed) or teacher_path(
-            str(s.get("TRAINER.PROMPTKD.TEACHER_DIR", "")), str(s.get("TRAINER.PROMPTKD.MODAL", "")),
-            str(s.get("DATASET.NAME", "")), seed)
+        path = teacher_file(build_run_config(step.flags + step.all_opts))  # TEACHER_DIR is a path: not in s
         if not osp.isfile(path):
-            lines[path] = (f"PromptKD teacher {path} (for {step.key.dataset} seed {seed}): no such file; train it "
-                           f"first (TEACHER_DIR=... bash scripts/promptkd/train_teacher.sh {step.key.dataset} {seed}, "
-                           "or protocols.teacher.train_teacher) or point TRAINER.PROMPTKD.TEACHER_DIR at it")
+            dataset, seed = step.key.dataset, step.key.seed
+            lines[path] = (f"PromptKD teacher {path} (for {dataset} seed {seed}): no such file; train it first "
+                           f"(TEACHER_DIR=... bash scripts/promptkd/train_teacher.sh {dataset} {seed}, or "
+                           "protocols.teacher.train_teacher) or point TRAINER.PROMPTKD.TEACHER_DIR at it")
     return list(lines.values())
 
 
