@@ -2,18 +2,20 @@
 config written by the teacher step under a teacher root with ``{seed}``, and the testbed PromptKD config reading
 it, planned by the sweep (whose preflight names a missing teacher file)."""
 import hashlib
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import build, make_cfg
+from conftest import REPO, build, make_cfg
 from test_bad_inputs import args, assert_refused
 from test_promptsrc import PROMPTSRC_YAML, TINY_OPTS
 from textrefiner.hosts.coop import tokenize
 from textrefiner.hosts.templates import IMAGENET_TEMPLATES
 from textrefiner.protocols import Setup
-from textrefiner.protocols.steps import base2new_test, base2new_train, run_step
+from textrefiner.protocols.steps import base2new_train, run_step
 from textrefiner.protocols.teacher import (
     TESTBED_PROMPTKD_CFG, TESTBED_TEACHER_CFG, TESTBED_TEACHER_DIR, TEACHER_TRAINER, train_teacher,
 )
@@ -67,12 +69,13 @@ def test_where_a_student_reads_its_teacher_is_not_part_of_its_settings(tmp_path)
 def test_testbed_teacher_step_writes_per_seed_and_the_swept_promptkd_student_reads_it(tmp_path):
     """The testbed teacher config trains (1 shot, 1 epoch) through the teacher step into <root>/seed1; a sweep
     of PromptKD_TextRefiner with the testbed config and that root first reports the missing teacher, then
-    distils from it; the teacher's novel-class evaluation runs too."""
+    distils from it."""
     data, out = str(tmp_path / "data"), str(tmp_path / "output")
     teachers = str(tmp_path / "teachers" / "seed{seed}")
     sweep = SweepSettings(protocol="base2new", host="promptkd", trainers=["PromptKD_TextRefiner"],
                           cfg=TESTBED_PROMPTKD_CFG, datasets=["testbed_shapes"], seeds=[1], shots=[1], data=data,
-                          output=out, opts=["OPTIM.MAX_EPOCH", "1", "TRAINER.PROMPTKD.TEACHER_DIR", teachers]).resolve()
+                          output=out, opts=["OPTIM.MAX_EPOCH", "1", "TRAINER.PROMPTKD.VAL_SPLIT", "val",
+                                                  "TRAINER.PROMPTKD.TEACHER_DIR", teachers]).resolve()
     jobs = sweep.jobs()
     teacher_file = tmp_path / "teachers" / "seed1" / "TestbedShapes" / "VLPromptLearner" / "model-best.pth.tar"
     assert any(f"PromptKD teacher {teacher_file} (for testbed_shapes seed 1): no such file" in p
@@ -86,8 +89,6 @@ def test_testbed_teacher_step_writes_per_seed_and_the_swept_promptkd_student_rea
         assert run_step(step, log=log) == 0
     assert teacher_file.is_file() and step.done
     assert "3 testbed templates" in (tmp_path / "teacher.log").read_text()
-    with open(tmp_path / "teacher-novel.log", "w") as log:
-        assert run_step(base2new_test(teacher_setup, "testbed_shapes", 1, shots=1), log=log) == 0
 
     assert not any("PromptKD teacher" in p for p in preflight(jobs, data))
     train = jobs[0].steps[0]
@@ -96,3 +97,19 @@ def test_testbed_teacher_step_writes_per_seed_and_the_swept_promptkd_student_rea
     text = (tmp_path / "student.log").read_text()
     assert f"teacher tensors from {teacher_file}" in text
     assert train.record["trainer"] == "PromptKD_TextRefiner" and 0 <= train.record["accuracy"] <= 100
+
+
+def test_every_default_trainer_of_the_testbed_table_has_its_testbed_config_and_launchers():
+    """scripts/testbed/base2new.sh's default TRAINERS, PromptSRC and PromptKD's included, map (common.sh's
+    launch) to a host with launchers and a shipped testbed config; PromptSRC's is the testbed teacher."""
+    scripts = REPO / "scripts" / "testbed"
+    default = re.search(r'TRAINERS:-([^}"]+)', (scripts / "base2new.sh").read_text()).group(1).split()
+    assert {"ZeroshotCLIP", "CoOp", "MaPLe", "PromptSRC", "PromptKD", "PromptKD_TextRefiner"} <= set(default)
+    for trainer in default:
+        out = subprocess.run(["bash", "-c", f'source "{scripts / "common.sh"}"; launch {trainer}'],
+                             capture_output=True, text=True, check=True).stdout
+        host, cfg = out.split()
+        assert (REPO / "configs" / "trainers" / trainer / f"{cfg}.yaml").is_file(), (trainer, cfg)
+        assert (REPO / "scripts" / host / "base2new_test.sh").is_file()
+        assert trainer != "PromptSRC" or cfg == TESTBED_TEACHER_CFG
+        assert not trainer.startswith("PromptKD") or cfg == TESTBED_PROMPTKD_CFG
