@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The offline testbed's base-to-novel table (README, "Offline testbed"): zero-shot, CoOp, CoOp_TextRefiner,
 # CoCoOp, CoCoOp_TextRefiner, MaPLe, MaPLe_TextRefiner, PromptSRC, PromptKD and PromptKD_TextRefiner on the testbed
-# datasets with the shipped testbed CLIP, 3 seeds, through the usual launchers, then parse_test_res.py. CPU; about an
-# hour on 2 cores. PromptSRC's row is the PromptKD teacher: scripts/promptkd/train_teacher.sh trains it per dataset
+# datasets with the shipped testbed CLIP, 3 seeds, through the usual launchers, then parse_test_res.py. CPU; 1-2 hours
+# on 2 cores. PromptSRC's row is the PromptKD teacher: scripts/promptkd/train_teacher.sh trains it per dataset
 # and seed into $OUTPUT/teachers/seed<SEED> (PromptKD's trainers train it first when PromptSRC is not listed).
 #   bash scripts/testbed/base2new.sh [DATASET ...]     (default: testbed_shapes testbed_patterns)
 # Environment: SEEDS (default "1 2 3"), TRAINERS (default: all ten), DATA (default ./data),
