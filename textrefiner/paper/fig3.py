@@ -132,7 +132,8 @@ def device_name(device: torch.device) -> str:
     if osp.isfile("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    return f"CPU ({model}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({model}, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def _synchronize(device: torch.device) -> None:
@@ -328,7 +329,8 @@ def markdown(rows: Sequence[dict]) -> str:
         f"{where}. The paper gives three figures in its text (CoCoOp, LLaMP, PromptKD w/TextRefiner); the others are "
         "read off its bar chart only and not listed. This is this project's evaluation: text features (and "
         "TextRefiner's refinement from the frozen cache) once per evaluation, so TextRefiner adds only a "
-        "once-per-evaluation cost except for CoCoOp, whose prompts depend on each image.",
+        "once-per-evaluation cost except for CoCoOp, whose prompts depend on each image: elsewhere a TextRefiner "
+        "variant's batches run exactly its host's computation, and their difference in the table is timing noise.",
         "",
     ]
     return "\n".join(lines)
