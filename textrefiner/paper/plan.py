@@ -103,11 +103,13 @@ class Group:
 
 
 def trainer_cfg(world: World, host: str, trainers: Sequence[str], protocol: str) -> str:
-    """The trainer config of a group: the testbed's (one per host) or the host's release config."""
+    """The trainer config of a group: the testbed's (one per host; PromptSRC's is the testbed teacher's,
+    so the teacher runs are its Table 1 rows) or the host's release config."""
     from ..protocols.hosts import testbed_cfg
+    from ..protocols.teacher import TESTBED_PROMPTKD_CFG, TESTBED_TEACHER_CFG
 
     if world.testbed:
-        cfg = testbed_cfg(trainers[0])
+        cfg = {"promptsrc": TESTBED_TEACHER_CFG, "promptkd": TESTBED_PROMPTKD_CFG}.get(host) or testbed_cfg(trainers[0])
         if not cfg:
             raise UserError(f"{trainers[0]} has no testbed config (configs/trainers/{trainers[0]}/testbed*.yaml): "
                             "the testbed cannot run it")
@@ -213,31 +215,30 @@ class Plan:
     groups: List[Group] = field(default_factory=list)
 
 
-#: PromptKD's teachers: one per dataset (the release's layout has no seed), trained with this seed
+#: real data: one PromptKD teacher per dataset, as the release ships them, trained with this seed
 TEACHER_SEED = 1
-#: the testbed's teacher config (PromptSRC on the testbed CLIP); "" until one ships
-TESTBED_TEACHER_CFG = ""
 
 
 def teacher_dir(world: World) -> str:
-    """Where the paper command's teachers go: beside its runs, never the user's default teacher folder."""
-    return osp.abspath(osp.join(world.runs, "teachers"))
+    """Where the paper command's teachers go: beside its runs, never the user's default teacher folder.
+    The testbed trains a teacher per dataset and seed (``{seed}``: the student's seed spread includes
+    its teacher's, and the teacher runs are PromptSRC's rows); real data one per dataset (the release's)."""
+    from ..protocols.teacher import TESTBED_TEACHER_DIR
+
+    return osp.abspath(osp.join(world.runs, TESTBED_TEACHER_DIR if world.testbed else "teachers"))
 
 
 def teacher_steps(the_plan: "Plan") -> list:
-    """The teacher step (PromptSRC, written where PromptKD reads it) of every dataset a PromptKD group
+    """The teacher steps (PromptSRC, written where PromptKD reads them) of every dataset a PromptKD group
     of the plan runs on: the release's ViT-L/14 teacher config on real data, the testbed's on the testbed."""
     from ..protocols.steps import Setup
-    from ..protocols.teacher import TEACHER_CFG, TEACHER_TRAINER, train_teacher
+    from ..protocols.teacher import TEACHER_CFG, TEACHER_TRAINER, TESTBED_TEACHER_CFG, train_teacher
 
     world = the_plan.world
     datasets = sorted({d for g in the_plan.groups if g.needs_teachers for d in g.settings.datasets})
     if not datasets:
         return []
-    cfg = TESTBED_TEACHER_CFG if world.testbed else TEACHER_CFG
-    if not cfg:
-        raise UserError("PromptKD needs a teacher, and no testbed teacher config ships: leave table1's PromptKD "
-                        "rows to real data (--data ROOT)")
     opts = tuple(world.opts) + (QUICK_OPTS if world.quick else ())
-    setup = Setup(TEACHER_TRAINER, cfg, world.data, world.runs, opts)
-    return [train_teacher(setup, d, TEACHER_SEED, teacher_dir=teacher_dir(world)) for d in datasets]
+    setup = Setup(TEACHER_TRAINER, TESTBED_TEACHER_CFG if world.testbed else TEACHER_CFG, world.data, world.runs, opts)
+    seeds = world.seeds if world.testbed else (TEACHER_SEED,)
+    return [train_teacher(setup, d, seed, teacher_dir=teacher_dir(world)) for d in datasets for seed in seeds]
