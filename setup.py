@@ -65,6 +65,8 @@ setup(
         "sweep": ["submitit"],
         # parse_test_res.py --save table.png
         "plot": ["matplotlib"],
-        "test": ["pytest", "submitit"],
+        # python -m textrefiner.paper (Figure 3's chart and the other figures)
+        "paper": ["matplotlib"],
+        "test": ["pytest", "submitit", "matplotlib"],
     },
 )

@@ -5,6 +5,10 @@ from there) and the protocols (which pass the root and the modal on)::
     <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar     base2novel: one per dataset
     <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20    cross: the ImageNet teacher
 
+A teacher root may hold ``{seed}``: it stands for the run's seed, so each seed has a teacher of its own
+(``output/teachers/seed{seed}``: the testbed trains a teacher per seed) while the setting stays the same
+value for every seed of an experiment.
+
 One switch has two names: the cross-dataset protocol is ``xd`` (the step kinds ``xd_train``/``xd_test``,
 and the teacher step's DATASET argument ``xd``), and PromptKD's config calls its teacher ``cross``
 (``TRAINER.PROMPTKD.MODAL``, the release's ``TRAINER.MODAL``, which users' YAML files set). ``modal``
@@ -21,6 +25,8 @@ TEACHER_DIR_VARIABLE = "TEACHER_DIR"
 BASE2NOVEL, CROSS = "base2novel", "cross"
 #: the cross-dataset protocol's name (and the teacher step's DATASET for the ImageNet teacher)
 XD = "xd"
+#: in a teacher root (or file), the run's seed
+SEED_FIELD = "{seed}"
 #: MODAL -> the teacher file's path under the root ("{dataset}": the config's DATASET.NAME)
 LAYOUT = {
     BASE2NOVEL: ("{dataset}", "VLPromptLearner", "model-best.pth.tar"),
@@ -34,11 +40,17 @@ def modal(protocol: str) -> str:
     return CROSS if protocol.split("_")[0] == XD else BASE2NOVEL
 
 
-def teacher_path(teacher_dir: str, modal_name: str, dataset_name: str = "") -> str:
-    """The teacher file of ``modal_name`` under ``teacher_dir`` (``dataset_name``: DATASET.NAME, base2novel)."""
+def with_seed(path: str, seed) -> str:
+    """``path`` with ``{seed}`` replaced by ``seed`` (None: left as it is)."""
+    return path if seed is None else path.replace(SEED_FIELD, str(seed))
+
+
+def teacher_path(teacher_dir: str, modal_name: str, dataset_name: str = "", seed=None) -> str:
+    """The teacher file of ``modal_name`` under ``teacher_dir`` (``dataset_name``: DATASET.NAME, base2novel;
+    ``seed``: what ``{seed}`` in ``teacher_dir`` stands for)."""
     if modal_name not in LAYOUT:
         raise ValueError(f"TRAINER.PROMPTKD.MODAL must be one of {sorted(LAYOUT)}, got {modal_name!r}")
-    return osp.join(teacher_dir, *(part.format(dataset=dataset_name) for part in LAYOUT[modal_name]))
+    return osp.join(with_seed(teacher_dir, seed), *(part.format(dataset=dataset_name) for part in LAYOUT[modal_name]))
 
 
 def teacher_dir_from_environment() -> str:

@@ -5,7 +5,8 @@ t~, f~ the frozen features, all L2-normalised, s = exp(logit_scale):
 
 * ``scl_logits``: KL(softmax(s f~ t~^T) || softmax(s f t^T)), summed and divided by B x C;
 * ``scl_text``:  TEXT_LOSS_WEIGHT  x mean |t - t~|, t~ = the frozen CLIP's text features averaged
-  (unnormalised) over CoOp's 60 ImageNet templates, computed once at build;
+  (unnormalised) over CoOp's 60 ImageNet templates (``TRAINER.PROMPTSRC.TEMPLATES``: or the testbed's
+  caption templates), computed once at build;
 * ``scl_image``: IMAGE_LOSS_WEIGHT x mean |f - f~|, f~ = the same CLIP image tower run without
   prompts on the same batch (no second copy of the weights, unlike the release).
 

@@ -28,6 +28,12 @@ from .steps import Setup, Step, base2new_train, dataset_config, xd_train
 #: the teacher PromptKD's release uses (its teacher config); TRAINER and CFG override them
 TEACHER_TRAINER = "PromptSRC"
 TEACHER_CFG = "vit_l14_c2_ep20_batch8_4+4ctx"
+#: the offline testbed's: PromptSRC on the testbed CLIP with the testbed's caption templates, and the
+#: PromptKD config (student and teacher both the testbed CLIP) that distils from it
+TESTBED_TEACHER_CFG = "testbed_c2_ep10_batch4_4+4ctx"
+TESTBED_PROMPTKD_CFG = "testbed_c2_ep5_batch8_4+4ctx"
+#: where the testbed keeps its teachers, under its output root: one per seed (teacher_layout.SEED_FIELD)
+TESTBED_TEACHER_DIR = "teachers/seed{seed}"
 
 
 class TeacherExists(FileExistsError):
@@ -64,10 +70,10 @@ def train_teacher(
     overwrite: bool = False,
 ) -> TeacherStep:
     """Train ``setup.trainer`` (PromptSRC) on DATASET's base classes, or on ImageNet for ``dataset == "xd"``
-    (the cross-dataset teacher), and write the teacher file under ``teacher_dir``."""
+    (the cross-dataset teacher), and write the teacher file under ``teacher_dir`` (``{seed}`` in it: ``seed``)."""
     cross = modal(dataset) == CROSS
     step = xd_train(setup, seed, shots) if cross else base2new_train(setup, dataset, seed, shots)
-    path = osp.abspath(teacher_path(teacher_dir, modal(dataset), "" if cross else dataset_name(dataset)))
+    path = osp.abspath(teacher_path(teacher_dir, modal(dataset), "" if cross else dataset_name(dataset), seed))
     opts = ("TRAINER.PROMPTSRC.TEACHER_FILE", path, "TRAINER.PROMPTSRC.TEACHER_OVERWRITE", str(overwrite))
     return TeacherStep(step.key, step.output_dir, step.flags, opts + step.opts, evaluates=None,
                        overwrite=step.overwrite, teacher_file=path, replace_teacher=overwrite)

@@ -5,7 +5,8 @@ the same datasets: an average row compares ours and the paper's over the dataset
 paper's published average only when we ran all of its datasets), and on datasets the paper never
 used (the testbed's) there is nothing to compare and our table is shown alone.
 
-``paper_tables.csv`` holds every method of both tables, the baselines included, under our
+``paper_tables.csv`` also holds the ablations' Tables 3-4 (``ablation_values``) and the three images/s
+figures the text gives for Figure 3 (``textrefiner/paper/fig3.py``). It holds every method of Tables 1-2, the baselines included, under our
 trainer names (``CoOp w/TextRefiner`` is ``CoOp_TextRefiner``; Table 2's ``+ TextRefiner`` rows
 are the TextRefiner variant of the row above; its "CoOpOp" row is CoCoOp). Table 2 reports no
 average: the domain generalisation average here is the mean of the paper's four targets.
@@ -148,3 +149,17 @@ def _average_line(summary: Summary, paper, name: str, method: str) -> Optional[l
     for column in summary.columns:
         line += [ours[column], theirs[column], ours[column].mean - theirs[column]]
     return line
+
+
+@lru_cache(maxsize=None)
+def ablation_values(table: str) -> Dict[Tuple[str, str], Tuple[str, float]]:
+    """(variant, column) -> (the paper's row label, its figure) of an ablation table ("table3", "table4",
+    ImageNet with the CoOp host); the variant is the run tag of configs/sweeps/ablation_testbed_<table>.yaml."""
+    values = {}
+    with open(PAPER_FILE, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["table"] == table:
+                values[(row["trainer"], row["column"])] = (row["paper_method"], float(row["value"]))
+    if not values:
+        raise ValueError(f"paper_tables.csv has no {table} rows")
+    return values

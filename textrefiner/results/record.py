@@ -11,6 +11,7 @@ import numpy as np
 from ..atomic import write_json
 from ..errors import UserError
 from ..metrics import macro_f1_score
+from ..teacher_layout import DEFAULT_TEACHER_DIR
 
 RESULT_FILE = "result.json"
 #: written by the launchers before train.py starts: the settings a folder's run was started with
@@ -19,13 +20,17 @@ SETTINGS_FILE = "run_settings.json"
 HASH_KEY = "config_hash"
 SETTINGS_KEY = "settings"
 #: Keys that only say where a run reads its data and writes its outputs (its folder, the teacher
-#: file a PromptSRC run writes and whether it may replace one): the same run written elsewhere is
+#: file a PromptSRC run writes and whether it may replace one, where a PromptKD run reads its teacher): the same run written elsewhere is
 #: the same run. Key -> the value the hash sees in its place: the key's default where it has one,
 #: so a run that never set the key keeps the hash it had before the key joined this list. Add any
 #: new output-path key here: run identity (below) and the resume check (trainers/resume.py) read it.
 PATH_KEYS = {
     "OUTPUT_DIR": "", "RESUME": "", "DATASET.ROOT": "",
     "TRAINER.PROMPTSRC.TEACHER_FILE": "", "TRAINER.PROMPTSRC.TEACHER_OVERWRITE": False,
+    # where a PromptKD student reads its teacher: like DATASET.ROOT, a place, not what is there (a path
+    # never told which teacher it holds), so a teacher root given as a relative or absolute path, by
+    # $TEACHER_DIR or by a key, or one per seed, is the same setting
+    "TRAINER.PROMPTKD.TEACHER_DIR": DEFAULT_TEACHER_DIR, "TRAINER.PROMPTKD.TEACHER_FILE": "",
 }
 #: Keys that are not a run's settings, so they stay out of its identity (``config_hash``,
 #: ``config_settings``, ``differences``): the paths, and the seed (what differs between the seeds

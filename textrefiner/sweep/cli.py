@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="output root (default: $OUTPUT or ./output)")
     p.add_argument("--executor", choices=sorted(EXECUTORS), help="default: local")
     p.add_argument("--gpus", nargs="+", help="local executor: run one job per listed GPU at a time")
+    p.add_argument("--parallel", type=int, help="local executor without GPUs: this many jobs at once on the CPU")
     p.add_argument("--slurm", nargs="+", metavar="KEY=VALUE",
                    help="submitit AutoExecutor parameters, e.g. slurm_partition=gpu timeout_min=600")
     p.add_argument("--tag", help="run tag: these settings get their own folders, <cfg>/<tag>/seed<S>")
@@ -151,7 +152,7 @@ def print_table(settings: SweepSettings, save_paths: List[str]) -> None:
 
 def run_jobs(settings: SweepSettings, jobs) -> List[JobOutcome]:
     """Skip the finished jobs, run the others with the chosen executor; outcomes in grid order."""
-    progress = Progress(jobs, parallel=len(settings.gpus) if settings.executor == "local" else 1)
+    progress = Progress(jobs, parallel=len(settings.gpus) or settings.parallel if settings.executor == "local" else 1)
     outcomes, pending = [], []
     for job in jobs:
         if job.status() == "done":

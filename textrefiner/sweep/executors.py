@@ -59,18 +59,26 @@ class Progress:
         return LogFollower(log, lambda text: self.say(job.name, job.label, text))
 
 
-def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = ()) -> List[JobOutcome]:
+def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = (),
+                parallel: int = 1) -> List[JobOutcome]:
     """One job at a time, or with ``gpus`` one job per GPU at a time (each subprocess sees only
-    its GPU through CUDA_VISIBLE_DEVICES). A failing job does not stop the others."""
+    its GPU through CUDA_VISIBLE_DEVICES), or without them ``parallel`` jobs at once on the CPU, each
+    with an equal share of the cores as its threads (unless OMP_NUM_THREADS is set: PyTorch's default,
+    a thread per core in every job, oversubscribes the cores many times over). A failing job does not
+    stop the others."""
     free = queue.Queue()
-    for slot in gpus or [None]:
+    slots = list(gpus) or [None] * max(1, parallel)
+    for slot in slots:
         free.put(slot)
+    threads = {} if gpus or parallel <= 1 or os.environ.get("OMP_NUM_THREADS") else {
+        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
 
     def work(job: Job) -> JobOutcome:
         gpu = free.get()
         try:
             progress.started(job, f"GPU {gpu}" if gpu is not None else "", log_path(log_dir, job))
-            env = None if gpu is None else {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else (
+                {**os.environ, **threads} if threads else None)
             with progress.follow(job, log_path(log_dir, job)):
                 outcome = run_job(job, log_path(log_dir, job), env)
         finally:
@@ -78,7 +86,7 @@ def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Seq
         progress.finished(outcome)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=len(gpus) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
         futures = [pool.submit(work, job) for job in jobs]
         try:
             return [f.result() for f in futures]
@@ -131,7 +139,8 @@ def run_with_submitit(jobs: Sequence[Job], log_dir: str, progress: Progress, clu
 
 #: executor name -> how to run the pending jobs of a sweep
 EXECUTORS: Dict[str, Callable[..., List[JobOutcome]]] = {
-    "local": lambda jobs, log_dir, progress, settings: run_locally(jobs, log_dir, progress, settings.gpus),
+    "local": lambda jobs, log_dir, progress, settings: run_locally(jobs, log_dir, progress, settings.gpus,
+                                                                 settings.parallel),
     "submitit-local": lambda jobs, log_dir, progress, settings: run_with_submitit(
         jobs, log_dir, progress, "local", settings.slurm),
     "slurm": lambda jobs, log_dir, progress, settings: run_with_submitit(

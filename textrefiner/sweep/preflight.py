@@ -11,9 +11,10 @@ Checked: each dataset's folder and split or list files (what ``python -m textref
 checks first, without reading images), the CLIP weights each step's config names (asking the one
 backbone resolver, ``backbones/resolver.py``, so every name train.py accepts is known here: OpenAI
 names, ``testbed`` and any other registered name, weights files, ``random:<arch>``; and a PromptKD
-training's teacher CLIP), and folders holding a run made with other settings
+training's teacher CLIP), a PromptKD training's teacher file (where its config and seed put it), and folders holding a run made with other settings
 (``protocols/identity.py``).
 """
+import os.path as osp
 from typing import List, Sequence
 
 from ..errors import UserError
@@ -110,6 +111,31 @@ def backbones(step) -> set:
     return {(what, settings.get(name, ""), settings.get(path, ""), path) for what, name, path in keys}
 
 
+def teacher_file_problems(steps, teacher_clips_missing: set) -> List[str]:
+    """One line per PromptKD training whose teacher file (``TEACHER_PROMPTS file``) is not there: the
+    file its config names for its seed (``{seed}`` in TEACHER_DIR). A teacher whose CLIP weights are
+    missing is left to that problem's line."""
+    # imported here: building a config imports the framework (torch)
+    from ..run_config import build_run_config
+    from ..trainers.promptkd import teacher_file
+
+    lines = {}
+    for step in steps:
+        s = step.expected[1]
+        if not (str(s.get("TRAINER.NAME", "")).startswith("PromptKD") and step.evaluates is None
+                and s.get("TRAINER.PROMPTKD.TEACHER_PROMPTS") == "file"):
+            continue
+        if (s.get(TEACHER_KEYS[1], ""), s.get(TEACHER_KEYS[2], "")) in teacher_clips_missing:
+            continue
+        path = teacher_file(build_run_config(step.flags + step.all_opts))  # TEACHER_DIR is a path: not in s
+        if not osp.isfile(path):
+            dataset, seed = step.key.dataset, step.key.seed
+            lines[path] = (f"PromptKD teacher {path} (for {dataset} seed {seed}): no such file; train it first "
+                           f"(TEACHER_DIR=... bash scripts/promptkd/train_teacher.sh {dataset} {seed}, or "
+                           "protocols.teacher.train_teacher) or point TRAINER.PROMPTKD.TEACHER_DIR at it")
+    return list(lines.values())
+
+
 def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
     """Every problem that would make a pending step of ``jobs`` fail, one line each."""
     pending = [step for job in jobs for step in job.steps if not step.done]
@@ -117,7 +143,10 @@ def preflight(jobs: Sequence[Job], data_root: str) -> List[str]:
     datasets = sorted({step.key.dataset for step in pending})
     problems = dataset_problems(data_root, datasets) + image_folder_problems(data_root, pending)
     weights = sorted(set().union(*(backbones(step) for step in pending)))
-    problems += [p for p in (weights_problem(name, path, what, key) for what, name, path, key in weights) if p]
+    found = [(what, name, path, weights_problem(name, path, what, key)) for what, name, path, key in weights]
+    problems += [p for _, _, _, p in found if p]
+    problems += teacher_file_problems(pending, {(name, path) for what, name, path, p in found
+                                                if p and what == TEACHER_KEYS[0]})
     conflicts = [None if step.overwrite else step.conflict() for step in pending]
     problems += [f"settings: {c}" for c in dict.fromkeys(conflicts) if c]  # siblings repeat one message
     return problems

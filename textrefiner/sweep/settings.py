@@ -24,6 +24,8 @@ Every key (all optional):
                                   # computed once for all (sweep/shared.py); sets TRAIN.SEEDED_DATA_STREAM True
     executor: local               # local | submitit-local | slurm
     gpus: [0, 1]                  # local: one job per listed GPU at a time
+    parallel: 2                   # local without gpus: this many jobs at once on the CPU (each
+                                  # gets cores/parallel threads unless OMP_NUM_THREADS is set)
     slurm: {slurm_partition: gpu, timeout_min: 600}   # submitit AutoExecutor parameters
     log_dir: output/sweep_logs    # per-job logs and sweep_report.json (default: <output>/sweep_logs)
     compare: [CoOp, CoOp_TextRefiner]   # the final table: A and B side by side, with B-A; default
@@ -79,6 +81,7 @@ class SweepSettings:
     shared: bool = False
     executor: str = "local"
     gpus: List[str] = field(default_factory=list)
+    parallel: int = 1
     slurm: Dict[str, Any] = field(default_factory=dict)
     log_dir: Optional[str] = None
     compare: Optional[List[str]] = None
@@ -114,6 +117,9 @@ class SweepSettings:
                             "with at most one GPU, or drop shared")
         if self.shared and any(k == "TRAIN.SEEDED_DATA_STREAM" for k in self.opts[::2]):
             raise UserError("shared sets TRAIN.SEEDED_DATA_STREAM True itself: drop it from opts")
+        if self.parallel > 1 and (self.gpus or self.executor != "local"):
+            raise UserError("parallel is for the local executor on the CPU; with gpus, one job runs per listed GPU "
+                            "(list a GPU twice for two jobs on it)")
         if self.host not in HOSTS:
             raise UserError(f"host must be one of {sorted(HOSTS)} (textrefiner/protocols/hosts.py), got {self.host!r}")
         host = get_host(self.host)
@@ -259,6 +265,10 @@ def _checked(key: str, value, source: str):
         if not str(value).strip():
             raise UserError(f"{where} is empty: give a value, or leave the key out for the default")
         return str(value)
+    if key == "parallel":
+        if not _whole(value) or value < 1:
+            raise UserError(f"{where} must be a whole number >= 1 (jobs at once on the CPU), {got}")
+        return value
     if key in ("overwrite", "shared"):
         if not isinstance(value, bool):
             raise UserError(f"{where} must be true or false, {got}")

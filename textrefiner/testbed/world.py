@@ -183,6 +183,17 @@ def caption(scene: Scene, rng: np.random.RandomState) -> str:
     return text.replace("a photo of a", "a sketch of a") if s.style == "sketch" and rng.rand() < 0.5 else text
 
 
+#: ``caption``'s forms as class-name templates ("{}": a class name of attribute words and a shape, e.g.
+#: "red star", "striped star"): the prompts the testbed CLIP was pretrained on, as CoOp's 60 ImageNet
+#: templates are OpenAI CLIP's for ImageNet. PromptSRC's text targets average them with
+#: ``TRAINER.PROMPTSRC.TEMPLATES testbed``.
+CLASS_TEMPLATES = (
+    "a photo of a {}.",
+    "a {}.",
+    "a sketch of a {}.",
+)
+
+
 def random_scene(rng: np.random.RandomState, exclude_pairs: Sequence[Tuple[str, str]] = HELD_OUT_PAIRS,
                  colours: Sequence[str] = None) -> Scene:
     """A scene with uniformly drawn attributes (the colour among ``colours``, default all), never one of

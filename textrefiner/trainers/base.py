@@ -63,6 +63,9 @@ class PromptTrainer(TrainerX):
         self._eval_text_features: Optional[torch.Tensor] = None
         self.loaded_from = ("", None)
         self.best_epoch: Optional[int] = None
+        #: per epoch, the mean of each logged training value ("loss", the terms, "acc", "teacher_agreement")
+        #: over its batches: the run's health in result.json (a loss that diverged, a teacher not followed)
+        self.training_curve: Dict[int, Dict[str, float]] = {}
         self.untrained = False  # set by train.py for --eval-only without --model-dir
         super().__init__(cfg)
 
@@ -167,7 +170,18 @@ class PromptTrainer(TrainerX):
             loss = sum(losses.values())
         self.model_backward_and_update(loss)
         self.step_lr_at_epoch_end()
-        return {"loss": loss.item(), **{name: term.item() for name, term in losses.items()}, **target.metrics(logits)}
+        logged = {"loss": loss.item(), **{name: term.item() for name, term in losses.items()}, **target.metrics(logits)}
+        self.record_training_values(logged)
+        return logged
+
+    def record_training_values(self, logged: Dict[str, float]) -> None:
+        """Add one batch's logged values to this epoch's means (``training_curve``; nothing is computed)."""
+        sums = self._curve_sums if getattr(self, "_curve_epoch", None) == self.epoch else {}
+        self._curve_epoch, self._curve_sums = self.epoch, sums
+        for name, value in logged.items():
+            total, count = sums.get(name, (0.0, 0))
+            sums[name] = (total + float(value), count + 1)
+        self.training_curve[self.epoch + 1] = {name: total / count for name, (total, count) in sums.items()}
 
     def training_target(self, image: torch.Tensor, label: torch.Tensor):
         """What the host's loss compares logits to (``modeling.targets``): here the labels."""
@@ -320,6 +334,10 @@ class PromptTrainer(TrainerX):
         )
         if self.untrained:
             record["untrained"] = True
+        if self.best_epoch is not None:
+            record["best_epoch"] = self.best_epoch
+        if self.training_curve:
+            record["training_curve"] = [{"epoch": e, **self.training_curve[e]} for e in sorted(self.training_curve)]
         return write_result(self.cfg.OUTPUT_DIR, record)
 
     # --------------------------------------------------------------- checkpoints

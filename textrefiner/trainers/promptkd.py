@@ -37,7 +37,7 @@ from textrefiner.hosts.ivlp import IVLPCLIP, build_ivlp, context_words
 from textrefiner.hosts.promptkd import PromptKDStudent
 from textrefiner.modeling import SoftTargets
 from textrefiner.precision import PRECISIONS
-from textrefiner.teacher_layout import BASE2NOVEL, CROSS, DEFAULT_TEACHER_DIR, LAYOUT, teacher_path
+from textrefiner.teacher_layout import BASE2NOVEL, CROSS, DEFAULT_TEACHER_DIR, LAYOUT, teacher_path, with_seed
 
 from .base import PromptTrainer
 from .textrefiner import TextRefinerMixin
@@ -75,7 +75,8 @@ def add_promptkd_config(cfg: CN) -> None:
     # drawn from a fixed seed: an untrained teacher, for tests) or "none" (zero-shot CLIP, "a photo of a {}.")
     cfg.TRAINER.PROMPTKD.TEACHER_PROMPTS = "file"
     # Root of the teachers in the release's layout: <TEACHER_DIR>/<DATASET.NAME>/VLPromptLearner/model-best.pth.tar
-    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross); teacher_layout.py
+    # (base2novel) and <TEACHER_DIR>/ImageNet-xd/VLPromptLearner_large/model.pth.tar-20 (cross); teacher_layout.py.
+    # "{seed}" in it (or in TEACHER_FILE) stands for the run's seed: a teacher per seed
     cfg.TRAINER.PROMPTKD.TEACHER_DIR = DEFAULT_TEACHER_DIR
     cfg.TRAINER.PROMPTKD.TEACHER_FILE = ""  # a teacher checkpoint outside that layout (overrides TEACHER_DIR)
     # Which teacher of the layout: "base2novel" (per dataset) or "cross" (ImageNet); the release's TRAINER.MODAL
@@ -120,8 +121,9 @@ TEACHER_FIT = ("Set TRAINER.PROMPTKD.TEACHER_NAME to the backbone it was trained
 
 
 def teacher_file(cfg) -> str:
+    """The teacher file the config names (``{seed}`` in TEACHER_DIR or TEACHER_FILE: the run's seed)."""
     c = cfg.TRAINER.PROMPTKD
-    return c.TEACHER_FILE or teacher_path(c.TEACHER_DIR, c.MODAL, cfg.DATASET.NAME)
+    return with_seed(c.TEACHER_FILE, cfg.SEED) or teacher_path(c.TEACHER_DIR, c.MODAL, cfg.DATASET.NAME, cfg.SEED)
 
 
 def read_teacher_file(path: str) -> dict:

@@ -27,10 +27,14 @@ from textrefiner.config import ConfigError, ConfigPart, register_config_part
 from textrefiner.framework import register_trainer
 from textrefiner.hosts.prompt_averaging import GaussianPromptAverage, gaussian_weights
 from textrefiner.hosts.promptsrc import PromptSRCCLIP, self_regularizing_losses, template_text_features
+from textrefiner.hosts.templates import IMAGENET_TEMPLATES
+from textrefiner.testbed.world import CLASS_TEMPLATES as TESTBED_TEMPLATES
 
 from .ivlp import IVLP, build_ivlp_prompt_learner, ivlp_checks
 from .textrefiner import TextRefinerMixin
 
+#: TRAINER.PROMPTSRC.TEMPLATES -> the prompt templates whose frozen text features are the text targets
+TEMPLATE_SETS = {"imagenet": IMAGENET_TEMPLATES, "testbed": TESTBED_TEMPLATES}
 #: registered name of the GPA running sums (saved beside the prompts, so a resumed run averages right)
 GPA_MODEL_NAME = "gpa"
 
@@ -45,7 +49,10 @@ def add_promptsrc_config(cfg: CN) -> None:
     cfg.TRAINER.PROMPTSRC.PREC = "fp16"  # fp16 (release default), fp32, amp or bf16; fp16/amp fall back to fp32 on CPU
     cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9  # as TRAINER.IVLP.PROMPT_DEPTH_VISION
     cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9  # as TRAINER.IVLP.PROMPT_DEPTH_TEXT
-    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # weight of L1(prompted text vs frozen 60-template text features)
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25  # weight of L1(prompted text vs frozen template text features)
+    # The templates those frozen text features average: "imagenet" (the release: CoOp's 60 ImageNet
+    # templates) or "testbed" (the testbed's caption forms, textrefiner/testbed/world.py); not a release key
+    cfg.TRAINER.PROMPTSRC.TEMPLATES = "imagenet"
     cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10  # weight of L1(prompted vs frozen image features)
     # Gaussian prompt aggregation: epoch e (1-based) weighs N(e; GPA_MEAN, GPA_STD^2), normalised over the epochs
     cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
@@ -65,7 +72,8 @@ def check_gpa(cfg: CN) -> None:
 
 _checks = ivlp_checks("PROMPTSRC")
 PROMPTSRC_CONFIG = register_config_part(ConfigPart(
-    "TRAINER.PROMPTSRC", add_promptsrc_config, choices=_checks["choices"], minimums=_checks["minimums"],
+    "TRAINER.PROMPTSRC", add_promptsrc_config,
+    choices={**_checks["choices"], "TRAINER.PROMPTSRC.TEMPLATES": tuple(TEMPLATE_SETS)}, minimums=_checks["minimums"],
     ranges={"TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT": (0.0, math.inf), "TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT": (0.0, math.inf),
             "TRAINER.PROMPTSRC.GPA_STD": (1e-12, math.inf)},
     check=check_gpa,
@@ -81,8 +89,10 @@ class PromptSRC(IVLP):
     def build_host(self, clip_model) -> dict:
         classnames = self.dm.dataset.classnames
         prompt_learner = build_ivlp_prompt_learner(self.host_cfg, classnames, clip_model, self.host_key)
-        print("Encoding the frozen CLIP's text features of 60 ImageNet templates per class (text targets)")
-        frozen_text = template_text_features(clip_model.to(self.device), classnames)
+        templates = TEMPLATE_SETS[self.host_cfg.TEMPLATES]
+        print(f"Encoding the frozen CLIP's text features of {len(templates)} {self.host_cfg.TEMPLATES} templates "
+              "per class (text targets; TRAINER.PROMPTSRC.TEMPLATES)")
+        frozen_text = template_text_features(clip_model.to(self.device), classnames, templates)
         self.model = PromptSRCCLIP(
             prompt_learner, clip_model, frozen_text, text_chunk_size=self.host_cfg.TEXT_CHUNK_SIZE
         )

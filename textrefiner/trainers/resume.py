@@ -50,6 +50,7 @@ def run_entry(trainer) -> dict:
             "rng": capture_rng_state(_loaders(trainer)),
             "best_result": float(best) if math.isfinite(best) else None,
             "best_epoch": trainer.best_epoch,
+            "training_curve": {str(e): v for e, v in getattr(trainer, "training_curve", {}).items()},
             "scaler": scaler.state_dict() if scaler is not None else None,
         }
     }
@@ -141,6 +142,8 @@ def restore_run(trainer, run: Optional[dict], model_best_val: Optional[float]) -
         print(f"Warning: random-number state only partly restored ({note}); the continuation may differ")
     trainer.best_result = -math.inf if run["best_result"] is None else run["best_result"]
     trainer.best_epoch = run["best_epoch"]
+    if hasattr(trainer, "training_curve"):  # the epochs before the interruption (absent in older checkpoints)
+        trainer.training_curve = {int(e): v for e, v in (run.get("training_curve") or {}).items()}
     scaler = getattr(getattr(trainer, "precision", None), "scaler", None)
     if scaler is not None and run.get("scaler"):
         scaler.load_state_dict(run["scaler"])
