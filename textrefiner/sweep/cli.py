@@ -30,6 +30,7 @@ import os
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Tuple
 
 from ..atomic import write_json
@@ -37,7 +38,7 @@ from ..errors import UserError
 from ..protocols import PROTOCOLS
 from ..results.render import render, save
 from ..results.tables import protocol_summary
-from .executors import EXECUTORS, Progress
+from .executors import EXECUTORS, Progress, cpu_share
 from .preflight import check_configs, preflight
 from .runner import JobOutcome, skipped
 from .settings import SweepSettings, load_yaml
@@ -171,17 +172,24 @@ def run_jobs(settings: SweepSettings, jobs) -> List[JobOutcome]:
 
 
 def run_shared(pending, settings: SweepSettings, progress: Progress) -> List[JobOutcome]:
-    """``shared``: each group of jobs that can share the image tower in one process per step, the others
-    as usual (their one-line reason printed)."""
+    """``shared``: each group of jobs that can share the image tower in one process per step (``parallel``
+    groups at once on the CPU), the others as usual (their one-line reason printed)."""
     groups, alone = group_jobs(pending)
-    outcomes = []
-    for i, group in enumerate(groups, 1):
+    workers = max(1, settings.parallel) if settings.executor == "local" and not settings.gpus else 1
+    env = {**os.environ, **cpu_share(workers)} if cpu_share(workers) else None
+
+    def one(numbered):
+        i, group = numbered
         log = group_log(settings.log_dir, group)
         print(f"[group {i}/{len(groups)}] {group[0].protocol} {group[0].dataset} {group[0].shots}-shot seed "
               f"{group[0].seed}: {len(group)} runs share the image tower; log: {log}", flush=True)
-        for outcome in run_group(group, log):
+        results = run_group(group, log, env)
+        for outcome in results:
             progress.finished(outcome)
-            outcomes.append(outcome)
+        return results
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = [o for results in pool.map(one, enumerate(groups, 1)) for o in results]
     if alone:
         outcomes += EXECUTORS[settings.executor](alone, settings.log_dir, progress, settings)
     return outcomes

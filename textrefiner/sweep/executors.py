@@ -42,7 +42,7 @@ class Progress:
         elif outcome.status == "skipped":
             text = "skipped (already done)"
         else:
-            self._ran_seconds.append(outcome.seconds)
+            self._ran_seconds.append(outcome.seconds / max(1, outcome.shared_by))  # a shared group's time, per job
             text = f"ok in {outcome.seconds:.0f} s ({', '.join(outcome.steps_run)}){self.eta()}"
         self.say(outcome.name, outcome.label, text)
 
@@ -59,6 +59,14 @@ class Progress:
         return LogFollower(log, lambda text: self.say(job.name, job.label, text))
 
 
+def cpu_share(parallel: int) -> Dict[str, str]:
+    """The thread count each of ``parallel`` CPU jobs gets (cores / parallel) unless the user set
+    OMP_NUM_THREADS; empty for one job at a time."""
+    if parallel <= 1 or os.environ.get("OMP_NUM_THREADS"):
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
+
+
 def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Sequence[str] = (),
                 parallel: int = 1) -> List[JobOutcome]:
     """One job at a time, or with ``gpus`` one job per GPU at a time (each subprocess sees only
@@ -70,8 +78,7 @@ def run_locally(jobs: Sequence[Job], log_dir: str, progress: Progress, gpus: Seq
     slots = list(gpus) or [None] * max(1, parallel)
     for slot in slots:
         free.put(slot)
-    threads = {} if gpus or parallel <= 1 or os.environ.get("OMP_NUM_THREADS") else {
-        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel))}
+    threads = {} if gpus else cpu_share(parallel)
 
     def work(job: Job) -> JobOutcome:
         gpu = free.get()

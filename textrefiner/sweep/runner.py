@@ -41,6 +41,8 @@ class JobOutcome:
     failed_step: Optional[str] = None
     message: str = ""
     seconds: float = 0.0
+    #: how many jobs ran in the process behind ``seconds`` (a shared group's size; 1 for a job alone)
+    shared_by: int = 1
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -24,7 +24,7 @@ Every key (all optional):
                                   # computed once for all (sweep/shared.py); sets TRAIN.SEEDED_DATA_STREAM True
     executor: local               # local | submitit-local | slurm
     gpus: [0, 1]                  # local: one job per listed GPU at a time
-    parallel: 2                   # local without gpus: this many jobs at once on the CPU (each
+    parallel: 2                   # local without gpus: this many jobs (shared: groups) at once on the CPU (each
                                   # gets cores/parallel threads unless OMP_NUM_THREADS is set)
     slurm: {slurm_partition: gpu, timeout_min: 600}   # submitit AutoExecutor parameters
     log_dir: output/sweep_logs    # per-job logs and sweep_report.json (default: <output>/sweep_logs)
@@ -113,7 +113,7 @@ class SweepSettings:
         if self.gpus and self.executor != "local":
             raise UserError("gpus is for the local executor; on SLURM ask for GPUs with slurm: {gpus_per_node: 1}")
         if self.shared and (self.executor != "local" or len(self.gpus) > 1):
-            raise UserError("shared runs its groups one after another on this machine: use the local executor "
+            raise UserError("shared runs its groups on this machine (one at a time, or --parallel N on the CPU): use the local executor "
                             "with at most one GPU, or drop shared")
         if self.shared and any(k == "TRAIN.SEEDED_DATA_STREAM" for k in self.opts[::2]):
             raise UserError("shared sets TRAIN.SEEDED_DATA_STREAM True itself: drop it from opts")

@@ -10,7 +10,7 @@ at the same epoch continue together from the random state their checkpoints save
 import os
 import os.path as osp
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..protocols import Job
@@ -53,7 +53,7 @@ def group_log(log_dir: str, group: Sequence[Job]) -> str:
                              f"{job.setup.cfg}-{len(group)}runs.log")
 
 
-def run_group(group: Sequence[Job], log: str) -> List[JobOutcome]:
+def run_group(group: Sequence[Job], log: str, env: Optional[dict] = None) -> List[JobOutcome]:
     """Run the steps of ``group`` not done yet, step by step, each step of all jobs in one process."""
     os.makedirs(osp.dirname(log) or ".", exist_ok=True)
     outcomes = {job.name: JobOutcome(job.name, job.label, "ok", log=log) for job in group}
@@ -69,7 +69,7 @@ def run_group(group: Sequence[Job], log: str) -> List[JobOutcome]:
             steps = [job.steps[index] for job in running]
             was_done = [step.done for step in steps]
             try:
-                code = run_steps_shared(steps, out)
+                code = run_steps_shared(steps, out, env)
                 message = ""
             except (ModelNotReady, SettingsConflict, UserError) as e:
                 code, message = 1, str(e)
@@ -87,5 +87,5 @@ def run_group(group: Sequence[Job], log: str) -> List[JobOutcome]:
                     outcome.steps_run.append(step.key.kind)
     seconds = round(time.time() - start, 1)
     for outcome in outcomes.values():
-        outcome.seconds = seconds
+        outcome.seconds, outcome.shared_by = seconds, len(group)
     return [outcomes[job.name] for job in group]
