@@ -207,6 +207,11 @@ def components(ev: Evidence) -> Claim:
     return claim
 
 
+def _x(value: float) -> str:
+    """An x value as the paper writes it (1/lambda1 = 60, not 59.9999 from 1/0.0166667)."""
+    return f"{value:.4g}"
+
+
 def rises_then_falls(claim: Claim, s: Summary, points: List[tuple], column: str, min_seeds: int) -> str:
     """``points``: (x, method) sorted by x. Shown when the best mean is at an inner x and beats
     both ends (paired); contradicted when the best is at an end by a shown margin."""
@@ -216,16 +221,16 @@ def rises_then_falls(claim: Claim, s: Summary, points: List[tuple], column: str,
         return NO_DATA
     best = max(range(len(means)), key=lambda i: means[i][2])
     x_best, m_best, _ = means[best]
-    claim.details.append(f"{column} (Average row) by value: " + ", ".join(f"{x:g}: {v:.2f}" for x, _, v in means)
-                         + f"; best at {x_best:g}")
+    claim.details.append(f"{column} (Average row) by value: " + ", ".join(f"{_x(x)}: {v:.2f}" for x, _, v in means)
+                         + f"; best at {_x(x_best)}")
     if best in (0, len(means) - 1):
         inner = [i for i in range(1, len(means) - 1)]
         second = max(inner, key=lambda i: means[i][2])
         d = paired(per_seed(s, m_best, AVERAGE, column), per_seed(s, means[second][1], AVERAGE, column))
-        outcome = _check(claim, f"{column}: end value {x_best:g} - best inner value {means[second][0]:g}", d,
+        outcome = _check(claim, f"{column}: end value {_x(x_best)} - best inner value {_x(means[second][0])}", d,
                          min_seeds)
         return CONTRADICTED if outcome == SHOWN else (outcome if outcome in (TOO_FEW, NO_DATA) else NOISE)
-    return combine(_check(claim, f"{column}: {x_best:g} - {means[end][0]:g}",
+    return combine(_check(claim, f"{column}: {_x(x_best)} - {_x(means[end][0])}",
                           paired(per_seed(s, m_best, AVERAGE, column), per_seed(s, means[end][1], AVERAGE, column)),
                           min_seeds) for end in (0, len(means) - 1))
 
@@ -283,10 +288,10 @@ def fusion(ev: Evidence) -> Claim:
     (x0, first), (x1, last) = points[0], points[-1]
     base = [s.get(m, AVERAGE, "Base").mean for _, m in points]
     monotone = all(b2 >= b1 for b1, b2 in zip(base, base[1:]))
-    claim.details.append("Base (Average row) by alpha: " + ", ".join(f"{x:g}: {b:.2f}" for (x, _), b in
+    claim.details.append("Base (Average row) by alpha: " + ", ".join(f"{_x(x)}: {b:.2f}" for (x, _), b in
                                                                     zip(points, base))
                          + f" ({'never falls' if monotone else 'not monotone'})")
-    rise = _check(claim, f"Base: alpha {x1:g} - alpha {x0:g}", paired(per_seed(s, last, AVERAGE, "Base"),
+    rise = _check(claim, f"Base: alpha {_x(x1)} - alpha {_x(x0)}", paired(per_seed(s, last, AVERAGE, "Base"),
                                                                      per_seed(s, first, AVERAGE, "Base")), ev.min_seeds)
     novel = rises_then_falls(claim, s, points, "Novel", ev.min_seeds)
     claim.verdict = combine([rise, novel])
