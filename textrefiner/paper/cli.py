@@ -153,7 +153,7 @@ def run(args, argv) -> int:
             print(f"\n{group.label}")
             list_jobs(jobs_of[i])
         return 0
-    failed = run_teachers(teachers, world) + run_groups(the_plan, jobs_of, args.no_preflight)
+    failed = run_teachers(teachers, world, args.jobs if not args.gpus else 1) + run_groups(the_plan, jobs_of, args.no_preflight)
     code = write_all(the_plan, out, started, argv)
     if failed:
         print(f"\n{failed} job(s) failed (their rows are missing from the tables, which say so); rerun the same "
@@ -162,21 +162,35 @@ def run(args, argv) -> int:
     return code
 
 
-def run_teachers(steps, world: World) -> int:
-    from ..protocols import run_step
+def run_teachers(steps, world: World, parallel: int = 1) -> int:
+    """The teacher steps not done yet, ``parallel`` at a time on the CPU (each with its share of the
+    cores); each logs to ``<runs>/sweep_logs/teacher-<dataset>-seed<S>.log``. Returns the failures."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    failed = 0
-    for n, step in enumerate(steps, 1):
-        if step.done:
-            continue
-        print(f"[teacher {n}/{len(steps)}] {step.output_dir}", flush=True)
-        log = os.path.join(world.runs, "sweep_logs", f"teacher-{n}.log")
+    from ..protocols import run_step
+    from ..sweep.executors import cpu_share
+
+    pending = [step for step in steps if not step.done]
+    share = cpu_share(parallel)
+    env = {**os.environ, **share} if share else None
+
+    def one(numbered) -> int:
+        n, step = numbered
+        log = os.path.join(world.runs, "sweep_logs", f"teacher-{step.key.dataset}-seed{step.key.seed}.log")
         os.makedirs(os.path.dirname(log), exist_ok=True)
-        with open(log, "a") as f:
-            if run_step(step, f) != 0:
-                print(f"  FAILED: see {log}")
-                failed += 1
-    return failed
+        print(f"[teacher {n}/{len(pending)}] {step.key.dataset} seed {step.key.seed}: running; log: {log}", flush=True)
+        try:
+            with open(log, "a") as f:
+                code = run_step(step, f, env)
+        except (RuntimeError, OSError, ValueError) as e:  # a folder of other settings, a teacher that exists
+            print(f"[teacher {n}/{len(pending)}] {step.key.dataset} seed {step.key.seed}: FAILED: {e}", flush=True)
+            return 1
+        print(f"[teacher {n}/{len(pending)}] {step.key.dataset} seed {step.key.seed}: "
+              f"{'ok' if code == 0 and step.done else 'FAILED, see ' + log}", flush=True)
+        return int(not (code == 0 and step.done))
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return sum(pool.map(one, enumerate(pending, 1)))
 
 
 def run_groups(the_plan: plan.Plan, jobs_of: Dict[int, list], no_preflight: bool) -> int:
