@@ -176,12 +176,13 @@ class PromptTrainer(TrainerX):
 
     def record_training_values(self, logged: Dict[str, float]) -> None:
         """Add one batch's logged values to this epoch's means (``training_curve``; nothing is computed)."""
-        sums = self._curve_sums if getattr(self, "_curve_epoch", None) == self.epoch else {}
-        self._curve_epoch, self._curve_sums = self.epoch, sums
+        epoch = getattr(self, "epoch", 0)  # a step outside the train loop (benchmarks) counts as epoch 1
+        sums = self._curve_sums if getattr(self, "_curve_epoch", None) == epoch else {}
+        self._curve_epoch, self._curve_sums = epoch, sums
         for name, value in logged.items():
             total, count = sums.get(name, (0.0, 0))
             sums[name] = (total + float(value), count + 1)
-        self.training_curve[self.epoch + 1] = {name: total / count for name, (total, count) in sums.items()}
+        self.training_curve[epoch + 1] = {name: total / count for name, (total, count) in sums.items()}
 
     def training_target(self, image: torch.Tensor, label: torch.Tensor):
         """What the host's loss compares logits to (``modeling.targets``): here the labels."""
