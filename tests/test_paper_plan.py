@@ -91,3 +91,15 @@ def test_mistakes_end_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as done:
         main(["table1", "--data", str(tmp_path / "absent"), "--dry-run"])
     assert "is not a folder" in str(done.value.code)
+
+
+def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEACHER_DIR", "")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as done:
+        main(["table3", "--report-only", "--out", str(out), "--testbed-data", str(tmp_path / "data")])
+    assert done.value.code == 0
+    assert "No finished runs" in (out / "table3.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "### Claim 6: no data" in report and "Table 3's variants" in report
+    assert not (out / "runs").exists() and not (tmp_path / "data").exists()

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(and the CI check); no verdicts")
     p.add_argument("--runs", help="the runs' root (default: DIR/runs, DIR/runs_quick with --quick)")
     p.add_argument("--dry-run", action="store_true", help="list every job with its protocol; run nothing")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: write the artifacts and the report from the runs finished so far (the tables "
+                        "list what is missing)")
     p.add_argument("--executor", choices=_EXECUTORS, default="local", help="as the sweep's (default: local)")
     p.add_argument("--gpus", nargs="+", default=[], help="local executor: one job per listed GPU at a time")
     p.add_argument("--jobs", type=int, default=1, help="local executor on CPU: this many jobs at once "
@@ -153,6 +156,8 @@ def run(args, argv) -> int:
             print(f"\n{group.label}")
             list_jobs(jobs_of[i])
         return 0
+    if args.report_only:
+        return write_all(the_plan, out, started, argv)
     failed = run_teachers(teachers, world, args.jobs if not args.gpus else 1) + run_groups(the_plan, jobs_of, args.no_preflight)
     code = write_all(the_plan, out, started, argv)
     if failed:
