@@ -182,7 +182,8 @@ class PromptTrainer(TrainerX):
         for name, value in logged.items():
             total, count = sums.get(name, (0.0, 0))
             sums[name] = (total + float(value), count + 1)
-        self.training_curve[epoch + 1] = {name: total / count for name, (total, count) in sums.items()}
+        curve = self.__dict__.setdefault("training_curve", {})  # trainers built without __init__ (benchmarks)
+        curve[epoch + 1] = {name: total / count for name, (total, count) in sums.items()}
 
     def training_target(self, image: torch.Tensor, label: torch.Tensor):
         """What the host's loss compares logits to (``modeling.targets``): here the labels."""
