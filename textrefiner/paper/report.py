@@ -127,13 +127,18 @@ def run_flags(world: plan.World, summary: Summary) -> List[Flag]:
     return training_flags(runs, {}) + outlier_flags(summary)
 
 
+def _no_runs(title: str, world: plan.World, md: str) -> Tuple[List[str], None, list]:
+    """An artifact none of whose runs finished: its file says so (the report's claims say "no data")."""
+    write_text(f"# {title}\n\nNo finished runs under {world.runs}.\n", md, encoding="utf-8")
+    return [md], None, []
+
+
 def write_protocol_artifact(world: plan.World, artifact: str, out: str) -> Tuple[List[str], Optional[Summary], list]:
     summary = protocol_table(world, artifact)
-    title, setting = TITLES[artifact]
+    title, _ = TITLES[artifact]
     md = osp.join(out, f"{artifact}.md")
     if summary is None:
-        write_text(f"# {title}\n\nNo finished runs under {world.runs}.\n", md, encoding="utf-8")
-        return [md], None, []
+        return _no_runs(title, world, md)
     flags = run_flags(world, summary)
     lines = [f"# {title} ({world_text(world)})", "", render(summary, "markdown"), *beside_paper(summary, world)]
     if artifact == "table1":
@@ -152,8 +157,7 @@ def write_ablation_artifact(world: plan.World, artifact: str, out: str) -> Tuple
     title, _ = TITLES[artifact]
     md = osp.join(out, f"{artifact}.md")
     if summary is None:
-        write_text(f"# {title}\n\nNo finished runs under {world.runs}.\n", md, encoding="utf-8")
-        return [md], None, []
+        return _no_runs(title, world, md)
     flags = run_flags(world, summary)
     lines = [f"# {title} ({world_text(world)})", "", render(summary, "markdown"), *ablation_beside_paper(summary,
                                                                                                        artifact)]
