@@ -1,5 +1,7 @@
 """The paper command's plan on real data, without data or a GPU (``--data X --dry-run``): every
 artifact's jobs with the paper's datasets, seeds, shots, configs and epochs."""
+import os
+
 import pytest
 
 from textrefiner.errors import UserError
@@ -103,3 +105,19 @@ def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path, monkeypatch
     report = (out / "report.md").read_text()
     assert "### Claim 6: no data" in report and "Table 3's variants" in report
     assert not (out / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_jobs_default_one_per_core_on_the_testbed_only(monkeypatch, tmp_path):
+    """Without --jobs the testbed runs one job per core (at most 4); real data, GPUs and other executors one
+    at a time; --jobs 0 is refused with one line."""
+    from textrefiner.paper.cli import build_parser, default_jobs, make_plan
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_jobs(build_parser().parse_args(["table1"])) == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert default_jobs(build_parser().parse_args(["table1"])) == 4
+    assert default_jobs(build_parser().parse_args(["table1", "--data", str(tmp_path)])) == 1
+    assert default_jobs(build_parser().parse_args(["table1", "--gpus", "0"])) == 1
+    assert default_jobs(build_parser().parse_args(["table1", "--executor", "slurm"])) == 1
+    with pytest.raises(UserError, match="--jobs 0"):
+        make_plan(build_parser().parse_args(["table1", "--jobs", "0", "--out", str(tmp_path)]))

@@ -60,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "list what is missing)")
     p.add_argument("--executor", choices=_EXECUTORS, default="local", help="as the sweep's (default: local)")
     p.add_argument("--gpus", nargs="+", default=[], help="local executor: one job per listed GPU at a time")
-    p.add_argument("--jobs", type=int, default=1, help="local executor on CPU: this many jobs at once "
-                                                       "(each gets cores/jobs threads)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local executor on CPU: this many jobs at once, each with cores/jobs threads (default: "
+                        "the testbed one per core, at most 4 -- each run is mostly one thread's start-up and small "
+                        "batches; real data 1)")
     p.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE", help="submitit parameters")
     p.add_argument("--no-preflight", action="store_true", help="start without checking data, weights and folders")
     p.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
@@ -105,6 +107,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def make_plan(args) -> plan.Plan:
+    if args.jobs is None:
+        args.jobs = default_jobs(args)
+    elif args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give 1 or more (jobs at once on this machine's CPU)")
     artifacts = plan.expand(args.artifacts)
     out = args.out or ("output/paper_quick" if args.quick else "output/paper")
     if len(args.opts) % 2:
@@ -128,6 +134,16 @@ def make_plan(args) -> plan.Plan:
     return result
 
 
+def default_jobs(args) -> int:
+    """``--jobs`` when not given: on the testbed with the local executor and no GPUs, one job per core (at
+    most 4): a testbed run spends most of its time in one thread (imports, data, batches of a few images),
+    so two single-threaded runs on 2 cores finish in about half the time of one two-threaded run after
+    the other. Real data (and GPUs, and other executors): one at a time."""
+    if args.data or args.gpus or args.executor != "local":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def run(args, argv) -> int:
     started = time.time()
     the_plan = make_plan(args)
@@ -137,7 +153,8 @@ def run(args, argv) -> int:
     from ..sweep.preflight import check_configs
 
     print(f"The paper: {', '.join(the_plan.artifacts)} on the {world.name} world ({len(world.seeds)} seed(s)); "
-          f"runs under {world.runs}; artifacts to {out}")
+          f"runs under {world.runs}; artifacts to {out}"
+          + ("" if args.gpus or args.executor != "local" else f"; {args.jobs} job(s) at once (--jobs)"))
     jobs_of: Dict[int, list] = {}
     for i, group in enumerate(the_plan.groups):
         jobs_of[i] = group.settings.jobs()
