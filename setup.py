@@ -40,6 +40,7 @@ setup(
             "textrefiner-train = textrefiner.cli.console:train",
             "textrefiner-table = textrefiner.cli.console:table",
             "textrefiner-sweep = textrefiner.cli.console:sweep",
+            "textrefiner-paper = textrefiner.cli.console:paper",
             "textrefiner-demo = textrefiner.cli.console:demo",
             "textrefiner-launch = textrefiner.cli.console:launch",
         ],

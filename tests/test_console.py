@@ -10,9 +10,9 @@ DECLARED = dict(re.findall(r'"(textrefiner-[a-z]+) = textrefiner\.cli\.console:(
                            (REPO / "setup.py").read_text()))
 
 
-def test_setup_py_declares_the_five_commands():
+def test_setup_py_declares_the_six_commands():
     assert DECLARED == {"textrefiner-train": "train", "textrefiner-table": "table", "textrefiner-sweep": "sweep",
-                        "textrefiner-demo": "demo", "textrefiner-launch": "launch"}
+                        "textrefiner-paper": "paper", "textrefiner-demo": "demo", "textrefiner-launch": "launch"}
 
 
 @pytest.mark.parametrize("command", sorted(DECLARED))
@@ -34,3 +34,15 @@ def test_a_one_line_error_becomes_status_1_on_stderr(tmp_path, capsys):
     assert console.table([str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command, module", [("textrefiner-sweep", "textrefiner.sweep"),
+                                             ("textrefiner-paper", "textrefiner.paper")])
+def test_sweep_and_paper_name_the_command_they_were_started_as(command, module, monkeypatch, capsys):
+    function = getattr(console, DECLARED[command])
+    monkeypatch.setattr("sys.argv", [f"/some/venv/bin/{command}"])
+    assert function(["--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: {command} ")
+    monkeypatch.setattr("sys.argv", ["/somewhere/__main__.py"])
+    assert function(["--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m {module} ")

@@ -156,8 +156,8 @@ SDIST_FILES = ["train.py", "parse_test_res.py", "bootstrap.sh", "LICENSE", "READ
                "trainers/__init__.py", "tests/conftest.py", "tests/test_plugin.py",
                "tests/fixtures/user_checkout/train.py", "benchmarks/speed.py", "benchmarks/results/cpu-2026-11-22.md",
                "textrefiner/testbed/weights/testbed-clip.pt", "textrefiner/results/paper_tables.csv"]
-CONSOLE_COMMANDS = ["textrefiner-train", "textrefiner-table", "textrefiner-sweep", "textrefiner-demo",
-                    "textrefiner-launch"]
+CONSOLE_COMMANDS = ["textrefiner-train", "textrefiner-table", "textrefiner-sweep", "textrefiner-paper",
+                    "textrefiner-demo", "textrefiner-launch"]
 
 
 @pytest.fixture(scope="module")

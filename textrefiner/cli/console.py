@@ -3,6 +3,7 @@
     textrefiner-train ...             train.py (CoOp's command line)
     textrefiner-table DIR ...         parse_test_res.py (per-seed results, --table, --paper)
     textrefiner-sweep ...             python -m textrefiner.sweep
+    textrefiner-paper ARTIFACT ...    python -m textrefiner.paper (the paper's tables and figures)
     textrefiner-demo ...              python -m textrefiner.demo
     textrefiner-launch HOST STEP ...  bash scripts/HOST/STEP.sh (the same environment variables)
 
@@ -39,6 +40,11 @@ def table(argv: Optional[List[str]] = None) -> int:
 
 def sweep(argv: Optional[List[str]] = None) -> int:
     from ..sweep.cli import main
+    return _status(main, argv)
+
+
+def paper(argv: Optional[List[str]] = None) -> int:
+    from ..paper.cli import main
     return _status(main, argv)
 
 

@@ -39,7 +39,8 @@ _EXECUTORS = ("local", "submitit-local", "slurm")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m textrefiner.paper", description=__doc__.split("\n")[0],
+    prog = "textrefiner-paper" if os.path.basename(sys.argv[0]) == "textrefiner-paper" else "python -m textrefiner.paper"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     p.add_argument("artifacts", nargs="+", metavar="ARTIFACT", help=f"{', '.join(plan.ARTIFACTS)} or all")
     p.add_argument("--out", default=None, help="where the artifacts and report.md go (default: output/paper, "

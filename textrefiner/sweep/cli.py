@@ -54,7 +54,9 @@ Every flag: python -m textrefiner.sweep --help"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m textrefiner.sweep", description=__doc__.split("\n")[0],
+    # the installed command names itself; ``python -m`` shows the module (argparse would say __main__.py)
+    prog = "textrefiner-sweep" if os.path.basename(sys.argv[0]) == "textrefiner-sweep" else "python -m textrefiner.sweep"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="sweep YAML file; flags below override its keys")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS))
