@@ -107,3 +107,21 @@ def test_health_flags():
     flagged = outlier_flags(base2new_summary(runs(values)))
     assert [(f.seed, f.dataset) for f in flagged] == [(5, "testbed_shapes")]
     assert "Base 50.00" in flagged[0].what
+
+
+@pytest.mark.parametrize("levels, share", [
+    ({"coop": 60.0, "aggregation": 66.0, "plus_semantic": 67.0, "plus_regularization": 66.5, "all": 68.0},
+     "most: yes"),
+    ({"coop": 60.0, "aggregation": 64.0, "plus_semantic": 62.0, "plus_regularization": 62.0, "all": 61.0},
+     "more than all three together"),
+])
+def test_components_says_how_much_of_the_gain_aggregation_gives(levels, share):
+    out = []
+    for tag, level in levels.items():
+        for seed in range(1, 6):
+            out += runs({("CoOp_TextRefiner", "testbed_shapes", seed): (level + seed % 2, level + seed % 2)}, tag=tag)
+    claim = C.components(C.Evidence("testbed", 5, ablations={"table3": base2new_summary(out)}))
+    line = next(d for d in claim.details if d.startswith("aggregation's share"))
+    assert line.endswith(f"({share})"), line
+    if share != "most: yes":  # all three below aggregation alone: "all three are best" is contradicted
+        assert claim.verdict == CONTRADICTED, claim.details

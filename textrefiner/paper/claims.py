@@ -190,8 +190,10 @@ def components(ev: Evidence) -> Claim:
     gain, full = diff("aggregation", "coop"), diff("all", "coop")
     if gain and full and full.mean > 0:
         most = gain.mean >= 0.5 * full.mean
+        share = ("more than all three together" if gain.mean > full.mean else
+                 "most: yes" if most else "most: no")
         claim.details.append(f"aggregation's share of all three's gain: {gain.mean:+.2f} of {full.mean:+.2f} "
-                             f"(most: {'yes' if most else 'no'})")
+                             f"({share})")
         if not most:
             outcomes.append(CONTRADICTED)
     outcomes.append(_check(claim, "plus_semantic - aggregation, HM", diff("plus_semantic", "aggregation"),
