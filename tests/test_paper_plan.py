@@ -121,3 +121,44 @@ def test_jobs_default_one_per_core_on_the_testbed_only(monkeypatch, tmp_path):
     assert default_jobs(build_parser().parse_args(["table1", "--executor", "slurm"])) == 1
     with pytest.raises(UserError, match="--jobs 0"):
         make_plan(build_parser().parse_args(["table1", "--jobs", "0", "--out", str(tmp_path)]))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ablations_run_side_by_side_on_the_cpu(monkeypatch, tmp_path, jobs):
+    """Tables 1-2 first, alone; then the four ablations: with --jobs 2 two at a time, each running its
+    groups one by one and every process with its share of the cores (OMP_NUM_THREADS restored after);
+    with --jobs 1 one after another."""
+    import threading
+    import time
+
+    from textrefiner.paper import cli
+    from textrefiner.sweep import cli as sweep_cli
+    from textrefiner.sweep.runner import JobOutcome
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    the_plan = cli.make_plan(cli.build_parser().parse_args(
+        ["all", "--quick", "--jobs", str(jobs), "--out", str(tmp_path)]))
+    calls, lock, running, peak = [], threading.Lock(), [0], [0]
+
+    def fake_run_jobs(settings, batch):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            calls.append((bool(settings.variants), settings.parallel, os.environ.get("OMP_NUM_THREADS"), running[0]))
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return [JobOutcome(job.name, job.label, "ok") for job in batch]
+
+    monkeypatch.setattr(sweep_cli, "run_jobs", fake_run_jobs)
+    jobs_of = {i: g.settings.jobs() for i, g in enumerate(the_plan.groups)}
+    assert cli.run_groups(the_plan, jobs_of, no_preflight=True) == 0
+    assert calls[0] == (False, jobs, None, 1)  # Tables 1-2: one pool of --jobs slots, nothing else at the same time
+    ablations = calls[1:]
+    assert len(ablations) == 4 and all(variants for variants, *_ in ablations)
+    if jobs == 2:
+        assert peak[0] == 2 and all(parallel == 1 and omp == "2" for _, parallel, omp, _ in ablations)
+    else:
+        assert peak[0] == 1 and all(parallel == 1 and omp is None for _, parallel, omp, _ in ablations)
+    assert "OMP_NUM_THREADS" not in os.environ

@@ -20,6 +20,7 @@ claims (docs/paper.md). Runs live under ``DIR/runs`` (``DIR/runs_quick`` with --
 as the launchers lay them out, so ``parse_test_res.py DIR/runs`` reads them too.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -218,7 +219,8 @@ def run_teachers(steps, world: World, parallel: int = 1) -> int:
 
 def run_groups(the_plan: plan.Plan, jobs_of: Dict[int, list], no_preflight: bool) -> int:
     """Every group's jobs: the groups without variants in one pool (so ``--jobs``/``--gpus`` keep every
-    slot busy across them), then each ablation on its own (its variants may share one process)."""
+    slot busy across them), then the ablations (their variants may share one process): one after the
+    other on GPUs and other executors, side by side on the CPU with ``--jobs`` 2 or more."""
     from ..sweep.cli import run_jobs
     from ..sweep.preflight import preflight
 
@@ -232,19 +234,49 @@ def run_groups(the_plan: plan.Plan, jobs_of: Dict[int, list], no_preflight: bool
             raise UserError(f"the {len(problems)} problem(s) above: fix them and rerun (finished runs are kept), "
                             "or pass --no-preflight")
     plain = [i for i, g in enumerate(the_plan.groups) if not g.settings.variants]
-    batches = ([(plain, the_plan.groups[plain[0]])] if plain else []) + [
-        ([i], g) for i, g in enumerate(the_plan.groups) if g.settings.variants]
-    failed = 0
-    for members, group in batches:
+    ablations = [([i], g) for i, g in enumerate(the_plan.groups) if g.settings.variants]
+
+    def run_batch(members, group) -> int:
         jobs = [job for i in members for job in jobs_of[i]]
         label = group.label if len(members) == 1 else f"{', '.join(sorted({the_plan.groups[i].artifact for i in members}))}"
         print(f"\n== {label}: {len(jobs)} jobs", flush=True)
         outcomes = run_jobs(group.settings, jobs)
-        failed += sum(o.status == "failed" for o in outcomes)
         for o in outcomes:
             if o.status == "failed":
                 print(f"  FAILED {o.label} at {o.failed_step}: {o.message} (log: {o.log})")
-    return failed
+        return sum(o.status == "failed" for o in outcomes)
+
+    failed = run_batch(plain, the_plan.groups[plain[0]]) if plain else 0
+    slots = ablations[0][1].settings.parallel if ablations else 1
+    local_cpu = all(g.settings.executor == "local" and not g.settings.gpus for _, g in ablations)
+    if len(ablations) < 2 or slots < 2 or not local_cpu:
+        return failed + sum(run_batch(*batch) for batch in ablations)
+    # on the CPU, the ablations side by side: one of them has as few groups as seeds x datasets (one with
+    # --quick), which alone would leave cores idle. Each runs its groups one at a time, all of them
+    # together `--jobs` at a time, each process with its share of the cores
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..sweep.executors import cpu_share
+
+    workers = min(slots, len(ablations))
+    for _, group in ablations:
+        group.settings.parallel = max(1, slots // workers)
+    with threads_per_process(cpu_share(slots).get("OMP_NUM_THREADS")), ThreadPoolExecutor(workers) as pool:
+        return failed + sum(pool.map(lambda batch: run_batch(*batch), ablations))
+
+
+@contextlib.contextmanager
+def threads_per_process(threads: Optional[str]):
+    """``OMP_NUM_THREADS`` set to ``threads`` for the processes started meanwhile (the sweep gives each its
+    share of the cores from it), unless the user set it; restored after."""
+    if threads is None or os.environ.get("OMP_NUM_THREADS"):
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = threads
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def write_all(the_plan: plan.Plan, out: str, started: float, argv) -> int:
