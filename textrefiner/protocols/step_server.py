@@ -25,6 +25,8 @@ from ..resources import child_env
 SWITCH = "TEXTREFINER_STEP_SERVER"
 #: the modules the server runs (``python -m`` these)
 SERVED = ("textrefiner.cli.train", "textrefiner.cli.shared")
+#: seconds a new server may take to import torch and the trainers
+START_TIMEOUT = 300
 
 _local = threading.local()
 
@@ -46,7 +48,12 @@ class Server:
             [sys.executable, "-m", "textrefiner.cli.step_server", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         theirs.close()
-        self.ready = self._answer() == {"ready": True}
+        ours.settimeout(START_TIMEOUT)  # a server that never says ready is given up on
+        try:
+            self.ready = self._answer() == {"ready": True}
+        except OSError:
+            self.ready = False
+        ours.settimeout(None)  # a step may run for hours
 
     def _answer(self) -> Optional[dict]:
         line = self.reader.readline()
@@ -61,7 +68,10 @@ class Server:
             socket.send_fds(self.sock, [json.dumps({"argv": argv, "env": env}).encode() + b"\n"], [log.fileno()])
         except OSError:
             return None
-        answer = self._answer()
+        try:
+            answer = self._answer()
+        except OSError:
+            return None
         return answer.get("code") if answer else None
 
     def close(self) -> None:
@@ -88,7 +98,11 @@ def _server(env: dict) -> Optional[Server]:
         server.close()
         server = _local.server = None
     if server is None:
-        server = Server(env)
+        try:
+            server = Server(env)
+        except OSError:  # cannot start a process or make a socket here
+            _refused.add(key)
+            return None
         if not server.ready:  # OMP_NUM_THREADS > 1 (see the server), or it could not start
             server.close()
             _refused.add(key)
