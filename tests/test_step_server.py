@@ -18,6 +18,13 @@ from textrefiner.protocols.steps import TRAIN_COMMAND, _run
 pytestmark = pytest.mark.skipif(not step_server.available(), reason="the step server needs Linux (fork, SCM_RIGHTS)")
 
 
+@pytest.fixture(autouse=True)
+def one_thread_per_step(monkeypatch):
+    """As a testbed sweep runs its steps (one job per core); with more threads torch's import starts
+    OpenMP's pool and the server hands the steps back (tested below)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 def command(*args):
     return [*TRAIN_COMMAND, *[str(a) for a in args]]
 
@@ -30,6 +37,9 @@ def test_a_step_run_by_the_server_writes_what_a_process_of_its_own_writes(data_r
         with open(tmp_path / f"{how}.log", "a") as log:
             assert _run(command(*train_args(data_root, out, "CoOp_TextRefiner")), log, None) == 0
         runs[how] = out
+        if how == "server":  # it was the server's step, not a fallback
+            server = step_server._local.server
+            assert server is not None and server.process.poll() is None and server.env["OMP_NUM_THREADS"] == "1"
     assert_same_outputs(runs["process"], runs["server"], ["prompt_learner", "textrefiner"])
     server_log = (tmp_path / "server.log").read_text()
     assert "epoch [2/2]" in server_log and "Elapsed" in server_log  # train.py's console output reaches the log
@@ -99,7 +109,7 @@ def test_killing_the_sweep_stops_the_step_and_the_server(data_root, tmp_path):
              f"log = open({str(log)!r}, 'a'); print(os.getpid(), flush=True); "
              f"code = _run([*TRAIN_COMMAND, *{args!r}], log, None); print(code, flush=True)")
     proc = subprocess.Popen([sys.executable, "-c", sweep], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO), step_server.SWITCH: "1"})
+                            env={**os.environ, "PYTHONPATH": str(REPO), step_server.SWITCH: "1", "OMP_NUM_THREADS": "1"})
     proc.stdout.readline()
     for _ in range(600):
         if "epoch [2/50]" in (log.read_text() if log.exists() else ""):

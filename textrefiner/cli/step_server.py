@@ -103,6 +103,8 @@ def serve(sock: socket.socket) -> None:
         if request is None:
             return
         if request.get("argv", [None])[0] not in ALLOWED or log_fd is None:
+            if log_fd is not None:
+                os.close(log_fd)
             sock.sendall(json.dumps({"code": None, "error": "bad request"}).encode() + b"\n")
             continue
         if _threads() > 1:
