@@ -44,10 +44,15 @@ class Server:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = ours
         self.reader = ours.makefile("rb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "textrefiner.cli.step_server", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        theirs.close()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "textrefiner.cli.step_server", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()  # the server's end is the server's alone
         ours.settimeout(START_TIMEOUT)  # a server that never says ready is given up on
         try:
             self.ready = self._answer() == {"ready": True}

@@ -305,7 +305,7 @@ def run_steps_shared(steps: Sequence[Step], log: Optional[TextIO] = None, env: O
 #: glibc's malloc returns every block over its (adaptive, at most 32 MiB) mmap threshold to the system when
 #: freed and trims the heap's top: a run that allocates and frees a batch's activations step after step then
 #: zero-fills fresh pages for each (a testbed CoCoOp epoch: 3 million page faults, a fifth of its time in the
-#: kernel). Kept up to 1 GiB, freed blocks are reused: 11-19% less time, 7-15% more memory (docs/speed.md).
+#: kernel). Kept up to 1 GiB, freed blocks are reused: 0.80-0.86x the time, 5-11% more memory (docs/speed.md).
 #: Set in the environment of the runs a sweep or launcher starts, unless the user set them.
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
