@@ -38,6 +38,12 @@ class CoCoOpPromptLearner(PromptLearner):
             ("linear2", nn.Linear(vis_dim // 16, width)),
         ])).to(self.ctx.dtype)
 
+    def shared_prefix(self, image_features: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features (B, d) -> each image's ``[SOS] ctx + pi(x)`` (B, 1 + M, W),
+        the part of its prompts that every class shares (``forward`` appends the class tokens)."""
+        ctx = self.ctx.unsqueeze(0) + self.meta_net(image_features).unsqueeze(1)  # (B, M, W)
+        return torch.cat([self.token_prefix[:1].expand(ctx.shape[0], -1, -1), ctx], dim=1)
+
     def forward(self, image_features: torch.Tensor, length: Optional[int] = None) -> torch.Tensor:
         """L2-normalised image features (B, d) -> prompt token embeddings (B, C, L, W); only the
         first ``length`` positions if given (any ``length >= text_length`` keeps every EOT)."""
@@ -64,6 +70,12 @@ class CoCoOpCLIP(CoOpCLIP):
         """Unnormalised image features (B, d) -> each image's L2-normalised class text features (B, C, d)."""
         pl = self.prompt_learner
         image_features = image_features / image_features.norm(dim=-1, keepdim=True)
+        if not self.text_encoder.chunk_size:
+            # [SOS] ctx + pi(x) is the same for every class of an image: encoded once per image
+            prefix = pl.shared_prefix(image_features)
+            suffixes = pl.token_suffix[:, : pl.text_length - prefix.shape[1]]
+            features = self.text_encoder.encode_shared_prefix(prefix, suffixes, pl.eot_positions)
+            return features / features.norm(dim=-1, keepdim=True)
         prompts = pl(image_features, pl.text_length)  # (B, C, L, W), up to the last EOT
         b, c = prompts.shape[:2]
         features = self.text_encoder(

@@ -20,6 +20,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
@@ -240,6 +241,76 @@ class TextEncoder(nn.Module):
             x, _ = prompted_blocks(self.transformer.resblocks, x, deep_prompts, 1, attn_mask=mask)
         x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
+
+
+    def encode_shared_prefix(
+        self, prefix: torch.Tensor, suffixes: torch.Tensor, eot_positions: Sequence[int]
+    ) -> torch.Tensor:
+        """Every prompt ``[prefix_b, suffix_c]`` of B prefixes (B, P, W) and C suffixes (C, S, W),
+        EOT of suffix c at ``eot_positions[c]`` (counted from the prompt's start, >= P) -> (B, C, d).
+
+        The same features as encoding all B x C prompts (``forward``), to float rounding: in the
+        causal transformer the prefix positions never see a suffix, so they are run once per prefix
+        and each block's keys and values of the prefix are handed to the suffix positions. CoCoOp's
+        prompts share ``[SOS] ctx + pi(x)`` across the classes of an image: its text tower runs
+        about half the positions.
+        """
+        blocks = self.transformer.resblocks
+        n_prefix, length = prefix.shape[1], max(eot_positions) + 1
+        position = self.positional_embedding[:length].type(self.dtype)
+        x = (prefix + position[:n_prefix]).permute(1, 0, 2)  # (P, B, W)
+        mask = causal_mask(n_prefix, x.device)
+        keys_values = []
+        for block in blocks:
+            q, k, v = _in_projection(block, block.ln_1(x))
+            keys_values.append((k, v))
+            x = x + _attention(block, q, k, v, mask)
+            x = x + block.mlp(block.ln_2(x))
+        b = prefix.shape[0]
+        outputs, order = [], []
+        for indices, end in length_groups([e - n_prefix for e in eot_positions]):
+            index = torch.tensor(indices, device=suffixes.device)
+            group = suffixes[:, : end].index_select(0, index) + position[n_prefix : n_prefix + end]  # (G, S, W)
+            g = group.shape[0]
+            x = group.permute(1, 0, 2).unsqueeze(1).expand(-1, b, -1, -1).reshape(end, b * g, -1)  # image-major
+            # the suffix sees every prefix position and the suffix positions up to its own
+            mask = torch.cat([torch.zeros(end, n_prefix, device=x.device), causal_mask(end, x.device)], dim=1)
+            for block, (k_prefix, v_prefix) in zip(blocks, keys_values):
+                q, k, v = _in_projection(block, block.ln_1(x))
+                k = torch.cat([_per_prompt(k_prefix, g), k])
+                v = torch.cat([_per_prompt(v_prefix, g), v])
+                x = x + _attention(block, q, k, v, mask)
+                x = x + block.mlp(block.ln_2(x))
+            x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)  # (B * G, S, W)
+            eot = torch.tensor([eot_positions[i] - n_prefix for i in indices], device=x.device).repeat(b)
+            outputs.append((x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection).view(b, g, -1))
+            order += indices
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[order] = torch.arange(len(order))
+        return torch.cat(outputs, dim=1).index_select(1, inverse.to(prefix.device))
+
+
+def _per_prompt(x: torch.Tensor, n_suffixes: int) -> torch.Tensor:
+    """A prefix's (P, B, W) keys or values for each of its B x G prompts (P, B * G, W), image-major."""
+    return x.unsqueeze(2).expand(-1, -1, n_suffixes, -1).reshape(x.shape[0], -1, x.shape[2])
+
+
+def _in_projection(block: nn.Module, y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values (L, N, W) of ``block``'s self-attention on ``y`` (L, N, W), with
+    ``nn.MultiheadAttention``'s packed in-projection."""
+    attn = block.attn
+    return F.linear(y, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+
+
+def _attention(block: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    """``block``'s multi-head attention of queries (L, N, W) over keys and values (S, N, W), as
+    ``nn.MultiheadAttention`` computes it after its in-projection (additive ``attn_mask`` (L, S))."""
+    attn = block.attn
+    heads, (length, n, width) = attn.num_heads, q.shape
+    q, k, v = (t.reshape(t.shape[0], n * heads, -1).transpose(0, 1).view(n, heads, t.shape[0], -1) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask.to(q.dtype))
+    out = out.permute(2, 0, 1, 3).reshape(length * n, width)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias).view(length, n, width)
 
 
 def encode_prompted_image(
