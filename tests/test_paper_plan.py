@@ -6,7 +6,7 @@ import pytest
 
 from textrefiner.errors import UserError
 from textrefiner.paper import plan
-from textrefiner.paper.cli import config_value, main
+from textrefiner.paper.cli import build_parser, config_value, main, make_plan
 from textrefiner.results.benchmarks import BASE2NEW_DATASETS, DOMAIN_GENERALISATION_TARGETS
 
 #: the paper's protocol (paper section "Implementation details" and the hosts' releases):
@@ -46,6 +46,26 @@ def test_table2_is_imagenet_to_its_shifts(real):
         assert len(jobs) == len(s.trainers) * 3  # one model per seed, evaluated on every target
         assert [step.key.dataset for step in jobs[0].steps] == ["imagenet", *DOMAIN_GENERALISATION_TARGETS]
 
+
+
+@pytest.mark.parametrize("testbed", [False, True])
+def test_rows_not_in_the_paper_only_when_asked(tmp_path, monkeypatch, testbed):
+    """CoCoOp w/TR is in neither of the paper's tables: by default Tables 1-2 have the paper's rows
+    (and MaPLe w/TR in Table 1); --cocoop-textrefiner adds it right after CoCoOp in both, nothing else."""
+    data = None if testbed else str(tmp_path)
+    default, asked = (plan.make_world(data, str(tmp_path / "out"), (1,), False, cocoop_textrefiner=flag)
+                      for flag in (False, True))
+    for groups_of in (plan.table1_groups, plan.table2_groups):
+        without = [t for g in groups_of(default) for t in g.settings.trainers]
+        with_it = [t for g in groups_of(asked) for t in g.settings.trainers]
+        assert "CoCoOp" in without and "CoCoOp_TextRefiner" not in without
+        assert with_it.index("CoCoOp_TextRefiner") == with_it.index("CoCoOp") + 1
+        assert [t for t in with_it if t != "CoCoOp_TextRefiner"] == without
+    # the option reaches the plan from the command line
+    monkeypatch.delenv("TEACHER_DIR", raising=False)  # make_plan sets it for the jobs; restored after
+    args = build_parser().parse_args(["table1", "--cocoop-textrefiner", "--out", str(tmp_path / "o")])
+    assert make_plan(args).world.cocoop_textrefiner
+    assert not make_plan(build_parser().parse_args(["table1", "--out", str(tmp_path / "o")])).world.cocoop_textrefiner
 
 def test_ablations_are_imagenet_with_the_coop_host(real):
     values = {}

@@ -45,9 +45,13 @@ def test_every_artifact_is_written(quick):
 def test_every_expected_row(quick):
     out, _, _, _ = quick
     table1 = {row["Method"] for row in _rows(out / "table1.csv")}
-    assert {t for _, trainers in plan.TABLE1_GROUPS for t in trainers} <= table1
+    world = plan.make_world(None, str(out), None, True)  # the command's: the paper's rows
+    expected1 = {t for _, trainers in plan.table_rows(world, plan.TABLE1_GROUPS) for t in trainers}
+    assert expected1 <= table1
+    assert "CoCoOp" in table1 and not table1 & set(plan.NOT_IN_THE_PAPER)
     table2 = {row["Method"] for row in _rows(out / "table2.csv")}
-    assert {t for _, trainers in plan.TABLE2_GROUPS for t in trainers} <= table2
+    assert {t for _, trainers in plan.table_rows(world, plan.TABLE2_GROUPS) for t in trainers} <= table2
+    assert "CoCoOp" in table2 and not table2 & set(plan.NOT_IN_THE_PAPER)
     for artifact in ("table3", "table4", "fig4", "fig5"):
         variants = {row["Variant"] for row in _rows(out / f"{artifact}.csv")}
         assert variants == set(plan.ablation_variants(artifact)), artifact

@@ -2,10 +2,12 @@
 image-conditioned bias from a small meta-network, so each image gets its own class prompts.
 
 ``CoCoOpPromptLearner`` adds the meta-net (``linear1`` d -> d/16, ReLU, ``linear2`` d/16 -> W, the
-release's names) to CoOp's ``PromptLearner``; ``CoCoOpCLIP`` turns a batch of B images into B x C
-prompts and encodes them in one text-tower call, each prompt only up to its own end-of-text token.
+release's names) to CoOp's ``PromptLearner``; ``CoCoOpCLIP`` encodes the B x C prompts of a batch of B
+images in one text-tower call, each prompt only up to its own end-of-text token, and each image's
+``[SOS] ctx + pi(x)``, which all its classes share, only once (``TextEncoder.encode_shared_prefix``).
 The release loops over the images and runs every prompt over all 77 positions; the numbers are
-the same to float rounding (the positions after EOT never reach the EOT feature).
+the same to float rounding (the positions after EOT never reach the EOT feature, and the causal
+prefix never sees the class tokens).
 """
 from collections import OrderedDict
 from typing import Optional, Sequence

@@ -9,6 +9,9 @@ and ``CLIP.encode_text`` block by block, which lets us
   token (``truncate=True``; prompts of similar length are encoded together): the
   feature at the EOT token depends on earlier positions only, so the result is the
   same as with all 77 positions, for a fraction of the cost;
+* run a prefix that many prompts share once (``encode_shared_prefix``: CoCoOp's
+  ``[SOS] ctx + pi(x)``, the same for every class of an image): the causal prefix
+  never sees what follows, so its keys and values serve every prompt that starts with it;
 * encode many class prompts in chunks (``chunk_size``), with activation
   checkpointing per chunk when gradients are on, so that training at 1000 classes
   keeps one chunk's activations at a time instead of all of them;
