@@ -245,7 +245,6 @@ class TextEncoder(nn.Module):
         x = self.ln_final(x.permute(1, 0, 2)).type(self.dtype)
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
 
-
     def encode_shared_prefix(
         self, prefix: torch.Tensor, suffixes: torch.Tensor, eot_positions: Sequence[int]
     ) -> torch.Tensor:
