@@ -8,10 +8,11 @@ once-per-evaluation text cost is amortised over ImageNet's 50,000 test images:
 
     images/s = 50000 / (text_once + n_batches * per_batch),  n_batches = ceil(50000 / batch)
 
-Both parts are timed separately (warm-up rounds, then the fastest of the timed rounds, the methods
-interleaved round by round: noise from the rest of the machine only ever adds time, and on a shared
-2-core machine the median of 3 rounds still moved methods with identical computation 10-25% apart, all in one process on one device; CUDA is synchronised around each
-timing). Trainers are built by their own ``build_model`` from their shipped ViT-B/16 configs on one
+Both parts are timed separately: warm-up rounds, then the fastest of the timed rounds, the methods
+interleaved round by round, all in one process on one device (CUDA is synchronised around each
+timing). The fastest, not the median: noise from the rest of the machine only ever adds time, and on
+a shared 2-core machine the median of 3 rounds still put methods with identical computation 10-25%
+apart. Trainers are built by their own ``build_model`` from their shipped ViT-B/16 configs on one
 shared CLIP, without data (a stand-in data manager holding the class names):
 
 * PromptSRC at evaluation is its IVLP model (``PromptSRCCLIP`` adds only training targets: the

@@ -50,10 +50,12 @@ def protocol_table(world: plan.World, artifact: str) -> Optional[Summary]:
     """Table 1 or 2 from the runs (untagged runs of its trainers); None when nothing finished yet."""
     try:
         if artifact == "table1":
-            return protocol_summary(world.runs, "base2new", trainers=_trainers(plan.table_rows(world, plan.TABLE1_GROUPS)), variants=[""],
+            trainers = _trainers(plan.table_rows(world, plan.TABLE1_GROUPS))
+            return protocol_summary(world.runs, "base2new", trainers=trainers, variants=[""],
                                     datasets=list(plan.table1_datasets(world)), seeds=world.seeds)
         source, targets = plan.table2_source_targets(world)
-        return protocol_summary(world.runs, "xd", trainers=_trainers(plan.table_rows(world, plan.TABLE2_GROUPS)), variants=[""],
+        trainers = _trainers(plan.table_rows(world, plan.TABLE2_GROUPS))
+        return protocol_summary(world.runs, "xd", trainers=trainers, variants=[""],
                                 datasets=list(targets), seeds=world.seeds, source=source)
     except FileNotFoundError:
         return None
